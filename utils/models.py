@@ -40,3 +40,12 @@ def fashion_cnn(num_classes: int = 10) -> nn.Sequential:
         nn.Dropout(0.3),
         nn.Linear(128, num_classes),
     )
+
+
+# --- lecture 01 -------------------------------------------------------------------------------
+
+
+# --- lecture 02: five different architectures for Fashion-MNIST ------------------------------
+
+
+# --- lecture 03: face-descriptor networks (black box and students) ----------------------------

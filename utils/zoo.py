@@ -241,6 +241,15 @@ register(
 )
 
 
+# --- lecture 01: adversarial examples (adversarially trained model, ...) ---------------------
+
+
+# --- lecture 02: the five-architecture zoo -----------------------------------------------------
+
+
+# --- lecture 03: the face black box and its distilled students ----------------------------------
+
+
 # --------------------------------------------------------------------------------------------
 # command line
 
