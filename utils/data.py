@@ -305,9 +305,10 @@ def noise_images(n: int, *, height: int = 28, width: int = 28, channels: int = 1
     """``n`` noise images made as the article makes them: ``standard_normal * 255`` cast to uint8.
 
     The cast wraps around: a value of -3.2 becomes -3 (truncated toward zero) and then
-    253 (mod 256), so the "Gaussian" noise is in fact spread over the whole 0..255 range,
-    with most pixels near 0 and near 255.  We write that wrap-around out explicitly, since
-    NumPy leaves the float -> uint8 cast of negative numbers undefined.  Returns uint8
+    253 (mod 256).  With a standard deviation of 255 the values wrap several times, so the
+    "Gaussian" noise comes out almost *uniform* over 0..255 (with about 1.4 times the share
+    at 0, where everything in (-1, 1) lands).  We write that wrap-around out explicitly, since NumPy
+    leaves the float -> uint8 cast of negative numbers undefined.  Returns uint8
     ``(n, height, width, channels)``, as PIL would hold the images.
     """
     if n < 0:
