@@ -187,10 +187,18 @@ def _execute(notebook_path: str, results_path: str, cell_timeout: int) -> None:
                 outcome = {"grade_id": grading_info(cell)["grade_id"], "passed": not errors}
                 if errors:
                     name, value = errors[0].get("ename"), errors[0].get("evalue")
-                    outcome["reason"] = (f"interrupted after the cell time limit ({cell_timeout} s)"
-                                         if name == "KeyboardInterrupt" else f"{name}: {value}")
+                    outcome["reason"] = _explain(name, value, cell_timeout)
                 results.write(json.dumps(outcome) + "\n")
                 results.flush()
+
+
+def _explain(name: str | None, value: str | None, cell_timeout: int) -> str:
+    """A reason a student understands, from the error a test cell raised."""
+    if name == "KeyboardInterrupt":
+        return f"interrupted after the cell time limit ({cell_timeout} s)"
+    if name == "NotImplementedError" and not value:
+        return "NotImplementedError (an answer is not written yet)"
+    return f"{name}: {value}" if value else str(name)
 
 
 def _kill_tree(pid: int) -> None:
