@@ -308,6 +308,32 @@ del _name, _epochs, _lr, _what
 # --- lecture 03: the face black box and its distilled students ----------------------------------
 
 
+def _face_blackbox_recipe(model: nn.Module, device: torch.device) -> nn.Module:
+    from utils.faces import train_blackbox
+
+    return train_blackbox(model, device)
+
+
+def _face_student_recipe(model: nn.Module, device: torch.device) -> nn.Module:
+    from utils.faces import distill_student
+
+    return distill_student(model, device)
+
+
+register(
+    "face_blackbox",
+    build=models.face_blackbox_net,
+    recipe=_face_blackbox_recipe,
+    summary="lecture 03's black box: ResNet-like 64-d face descriptor, Olivetti people 0-24",
+)
+for _name, _build, _what in [
+        ("face_student_resnet", models.face_student_resnet, "small ResNet-like"),
+        ("face_student_cnn", models.face_student_cnn, "plain VGG-style CNN"),
+        ("face_student_wide", models.face_student_wide, "wide, shallow CNN")]:
+    register(_name, build=_build, recipe=_face_student_recipe,
+             summary=f"lecture 03 student ({_what}) distilled from face_blackbox's descriptors")
+
+
 # --------------------------------------------------------------------------------------------
 # command line
 

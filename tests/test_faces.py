@@ -1,0 +1,184 @@
+"""Unit tests of utils.faces: the black box's API, pair sets, the SSIM rule and the scorer."""
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from utils import faces
+
+
+def tiny_network():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Flatten(), nn.Linear(64 * 64, faces.DIM))
+
+
+@pytest.fixture(scope="module")
+def box():
+    return faces.BlackBox.from_network(tiny_network(), name="tiny")
+
+
+def test_query_returns_numpy_descriptors_and_counts(box):
+    before = box.queries
+    out = box.query(torch.rand(3, 1, 64, 64))
+    assert isinstance(out, np.ndarray) and out.shape == (3, faces.DIM) and out.dtype == np.float32
+    assert box.queries == before + 3
+    box.query(np.random.rand(2, 1, 64, 64).astype(np.float32))
+    assert box.queries == before + 5
+
+
+def test_blackbox_hides_its_network(box):
+    assert not hasattr(box, "model") and not hasattr(box, "__dict__")
+    for name in dir(box):
+        value = getattr(box, name, None)
+        assert not isinstance(value, (nn.Module, torch.nn.Parameter)), name
+    assert "BlackBox" in repr(box) and "query" in repr(box)
+    with pytest.raises(AttributeError):
+        box.network = tiny_network()
+    with pytest.raises(TypeError):
+        pickle.dumps(box)
+    x = torch.rand(1, 1, 64, 64, requires_grad=True)
+    out = box.query(x)
+    assert not isinstance(out, torch.Tensor)
+
+
+@pytest.mark.parametrize("bad, words", [
+    (torch.rand(2, 64, 64), "shape"),
+    (torch.rand(2, 3, 64, 64), "shape"),
+    (torch.rand(0, 1, 64, 64), "shape"),
+    (torch.full((1, 1, 64, 64), 1.5), "[0, 1]"),
+    (torch.full((1, 1, 64, 64), float("nan")), "NaN"),
+    (np.zeros((1, 1, 64, 64), np.uint8), "255"),
+    (torch.zeros(1, 1, 64, 64, dtype=torch.int64), "dtype"),
+    ([[0.5]], "numpy"),
+])
+def test_query_validates_input(box, bad, words):
+    before = box.queries
+    with pytest.raises(ValueError, match=None) as info:
+        box.query(bad)
+    assert words in str(info.value)
+    assert box.queries == before
+
+
+def test_budget():
+    box = faces.BlackBox.from_network(tiny_network(), budget=5)
+    box.query(torch.rand(4, 1, 64, 64))
+    with pytest.raises(faces.QueryBudgetExceeded, match="budget of 5"):
+        box.query(torch.rand(2, 1, 64, 64))
+    assert box.queries == 4 and box.remaining == 1
+    box.query(torch.rand(1, 1, 64, 64))
+    with pytest.raises(ValueError):
+        faces.BlackBox.from_network(tiny_network(), budget=-1)
+
+
+def test_pair_sets_reproducible_and_from_unseen_people():
+    first, again = faces.pair_sets(20, seed=3), faces.pair_sets(20, seed=3)
+    assert first == again and faces.pair_sets(5, seed=3) == first[:5]
+    assert faces.pair_sets(20, seed=4) != first
+    for pair in first:
+        assert pair.source_person != pair.target_person
+        assert {pair.source_person, pair.target_person} <= set(faces.UNSEEN_PEOPLE)
+        assert len(set(pair.source_index)) == len(set(pair.target_index)) == 5
+        assert all(i // 10 == pair.source_person for i in pair.source_index)
+        assert all(i // 10 == pair.target_person for i in pair.target_index)
+    assert not set(faces.TRAIN_PEOPLE) & set(faces.UNSEEN_PEOPLE)
+
+
+def test_ssim_rule_is_on_saved_uint8_images():
+    sources, _ = faces.pair_sets(1, 0)[0].images()
+    sources = faces.to_uint8(sources).float() / 255          # on the saved grey levels
+    assert torch.allclose(faces.ssim_uint8(sources, sources), torch.ones(5))
+    # a change below half a grey level disappears when the image is saved
+    tiny = (sources + 0.4 / 255 * torch.randn(sources.shape).sign()).clamp(0, 1)
+    assert torch.equal(faces.to_uint8(tiny), faces.to_uint8(sources))
+    assert torch.allclose(faces.ssim_uint8(tiny, sources), torch.ones(5))
+    noisy = (sources + 0.1 * torch.randn(sources.shape)).clamp(0, 1)
+    assert (faces.ssim_uint8(noisy, sources) < faces.SSIM_LIMIT).all()
+    assert torch.allclose(faces.ssim_uint8(faces.to_uint8(noisy), sources),
+                          faces.ssim_uint8(noisy, sources))
+
+
+def test_project_ssim_lands_inside_the_rule():
+    sources, _ = faces.pair_sets(1, 1)[0].images()
+    noisy = (sources + 0.1 * torch.randn(sources.shape, generator=torch.Generator().manual_seed(0)))
+    projected = faces.project_ssim(noisy.clamp(0, 1), sources)
+    values = faces.ssim_uint8(projected, sources)
+    assert (values >= faces.SSIM_LIMIT).all() and (values < 0.97).all()
+
+
+def _submission(tmp_path, images, seed=7, name="sub"):
+    return faces.write_submission(tmp_path / name, images, seed).parent
+
+
+def test_scorer_accepts_valid_and_names_each_bad_image(tmp_path, box):
+    pairs = faces.pair_sets(2, seed=7)
+    clean = torch.stack([pair.images()[0] for pair in pairs])
+    result = faces.score_submission(_submission(tmp_path, clean), box)
+    assert result["valid"] and len(result["per_set"]) == 2 and result["score"] > 0
+    broken = clean.clone()
+    broken[0, 1] = (broken[0, 1] + 0.2 * torch.randn(1, 64, 64)).clamp(0, 1)
+    broken[1, 4] = 1 - broken[1, 4]
+    with pytest.raises(faces.SubmissionError) as info:
+        faces.score_submission(_submission(tmp_path, broken, name="bad"), box)
+    text = str(info.value)
+    assert "2 image(s)" in text and "pair set 0, source 1" in text and "pair set 1, source 4" in text
+    assert "pair set 0, source 0" not in text
+
+
+def test_scorer_rejects_malformed_submissions(tmp_path, box):
+    with pytest.raises(faces.SubmissionError, match="no submission.npz"):
+        faces.score_submission(tmp_path / "nothing", box)
+    folder = tmp_path / "shape"
+    folder.mkdir()
+    np.savez(folder / "submission.npz", seed=np.int64(0), images=np.zeros((1, 4, 64, 64), np.uint8))
+    with pytest.raises(faces.SubmissionError, match="shape"):
+        faces.score_submission(folder, box)
+    np.savez(folder / "submission.npz", seed=np.int64(0), images=np.zeros((1, 5, 64, 64)))
+    with pytest.raises(faces.SubmissionError, match="uint8"):
+        faces.score_submission(folder, box)
+    np.savez(folder / "submission.npz", images=np.zeros((1, 5, 64, 64), np.uint8))
+    with pytest.raises(faces.SubmissionError, match="seed"):
+        faces.score_submission(folder, box)
+    (folder / "submission.npz").write_text("not a zip file")
+    with pytest.raises(faces.SubmissionError, match="readable"):
+        faces.score_submission(folder, box)
+
+
+def test_leaderboard_ranks_and_keeps_rejected(tmp_path, box):
+    pairs = faces.pair_sets(1, seed=7)
+    clean = torch.stack([pair.images()[0] for pair in pairs])
+    good = _submission(tmp_path, clean, name="good")
+    bad = _submission(tmp_path, 1 - clean, name="bad")
+    rows = faces.leaderboard([bad, good], box)
+    assert rows[0]["submission"] == str(good) and rows[0]["status"] == "valid"
+    assert rows[1]["status"].startswith("REJECTED")
+
+
+def test_attack_keeps_the_rule_and_counts_queries(box):
+    student = faces.BlackBox  # noqa: F841 (the students here are plain networks)
+    net = tiny_network()
+    for p in net.parameters():
+        p.requires_grad_(False)
+    sources, targets = faces.pair_sets(1, 2)[0].images()
+    before = box.queries
+    result = faces.attack(box, sources, targets, [net], steps=3, keep_if_better=True,
+                          boundary=True, target_mode="combos",
+                          generator=torch.Generator().manual_seed(0))
+    assert result.queries == box.queries - before == 5 + 5 + 3 * 5
+    assert (faces.ssim_uint8(result.images, sources) >= faces.SSIM_LIMIT).all()
+    polished = faces.de_polish(box, sources, result.images, targets, [net], pixels=4,
+                               population=4, generations=1,
+                               generator=torch.Generator().manual_seed(0))
+    assert polished.queries == 5 + 5 * 4 * 2
+    assert (faces.ssim_uint8(polished.images, sources) >= faces.SSIM_LIMIT).all()
+
+
+def test_fast_ssim_matches_the_scorers():
+    sources, _ = faces.pair_sets(1, 3)[0].images()
+    g = torch.Generator().manual_seed(1)
+    for std in (1 / 255, 4 / 255, 0.05):
+        noisy = (sources + std * torch.randn(sources.shape, generator=g)).clamp(0, 1)
+        assert torch.allclose(faces.ssim_fast(noisy, sources), faces.ssim_uint8(noisy, sources),
+                              atol=1e-5)
