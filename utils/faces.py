@@ -19,7 +19,11 @@ What this module holds:
   :func:`write_submission`, :func:`score_submission` -- the scorer and the submission format;
 - the training recipes of the zoo entries ``face_blackbox`` and ``face_student_*``;
 - the attack ladder: :func:`attack` (iterative FGSM / FGVM, ensembles, keep-if-better, target
-  combinations, SSIM boundary), :func:`de_polish`, :func:`cw_attack`, :func:`best_attack`.
+  combinations, SSIM boundary, smoothed gradients), :func:`de_polish`, :func:`cw_attack`,
+  :func:`ladder_rungs` / :func:`run_ladder`, and :func:`best_attack` (the whole pipeline).
+  These loops are face-specific: their loss is a distance between descriptors and their
+  constraint is SSIM, where :mod:`utils.attacks` works on classifiers with labels and norm
+  balls.
 
 A submission is a folder holding one file ``submission.npz`` with two arrays: ``seed`` (int, the
 seed given to :func:`pair_sets`) and ``images`` (uint8, shape ``(S, 5, 64, 64)``: the changed
@@ -852,15 +856,16 @@ def cw_attack(student: nn.Module, sources: torch.Tensor, targets_desc: torch.Ten
 
 
 BASELINE = dict(method="fgsm", steps=20, eps=1 / 255)
-FGVM = dict(method="fgvm", steps=20, eps=2 / 255)
+FGVM = dict(method="fgvm", steps=12, eps=3 / 255)
 BEST = dict(FGVM, keep_if_better=True, target_mode="combos", boundary=True, smooth=3.0)
-DE_POLISH = dict(pixels=32, population=12, generations=6, amplitude=6 / 255)
+DE_POLISH = dict(pixels=32, population=10, generations=5, amplitude=6 / 255)
 
 
 def ladder_rungs(students: Sequence[nn.Module], weights=None) -> list[tuple[str, Callable]]:
     """The rungs of the ablation, each adding one idea to the one before:
-    ``[(name, run(blackbox, sources, targets, generator) -> AttackResult), ...]``.
-    The baseline and the FGVM rung use ``students[0]`` alone."""
+    ``[(name, run(blackbox, sources, targets, generator, previous) -> AttackResult), ...]``
+    where ``previous`` is the rung before's result on the same pair set (the DE polish starts
+    from it).  The baseline and the FGVM rung use ``students[0]`` alone."""
     one = list(students[:1])
     configs = [
         ("iterative FGSM, 1 student (baseline)", one, dict(BASELINE)),
@@ -874,19 +879,19 @@ def ladder_rungs(students: Sequence[nn.Module], weights=None) -> list[tuple[str,
     ]
 
     def gradient_rung(models, config):
-        def run(blackbox, sources, targets, generator):
+        def run(blackbox, sources, targets, generator, previous=None):
             w = weights if models is students else None
             return attack(blackbox, sources, targets, models, weights=w, generator=generator,
                           **config)
         return run
 
-    rungs = [("no attack", lambda blackbox, sources, targets, generator: AttackResult(
-        to_uint8(sources).float() / 255, 0, 0, []))]
+    rungs = [("no attack", lambda blackbox, sources, targets, generator, previous=None:
+              AttackResult(to_uint8(sources).float() / 255, 0, 0, []))]
     rungs += [(name, gradient_rung(models, config)) for name, models, config in configs]
 
-    def polished(blackbox, sources, targets, generator):
-        first = attack(blackbox, sources, targets, students, weights=weights,
-                       generator=generator, **BEST)
+    def polished(blackbox, sources, targets, generator, previous=None):
+        first = previous if previous is not None else attack(
+            blackbox, sources, targets, students, weights=weights, generator=generator, **BEST)
         second = de_polish(blackbox, sources, first.images, targets, students,
                            generator=generator, **DE_POLISH)
         return AttackResult(second.images, first.queries + second.queries,
@@ -906,12 +911,14 @@ def run_ladder(blackbox: BlackBox, pairs: Sequence[PairSet], rungs, *, seed: int
 
     rows = []
     bar = tqdm(total=len(rungs) * len(pairs), desc="attack ladder", disable=not progress)
+    previous = [None] * len(pairs)
     for name, run in rungs:
         generator = torch.Generator().manual_seed(seed)
         images, queries = [], []
-        for pair in pairs:
+        for k, pair in enumerate(pairs):
             sources, targets = pair.images(device)
-            result = run(blackbox, sources, targets, generator)
+            result = run(blackbox, sources, targets, generator, previous[k])
+            previous[k] = result
             images.append(result.images.cpu())
             queries.append(result.queries)
             bar.update(1)
