@@ -542,8 +542,9 @@ def szegedy(model: ModelLike, x: torch.Tensor, y: torch.Tensor | None = None, *,
 
     ``min_eta  c * ||eta||_2^2 + J(x + eta, l')``  subject to  ``x + eta in [0, 1]``.
 
-    The paper uses box-constrained L-BFGS; here projected Adam does the inner minimisation (for
-    the whole batch at once, on the GPU too) and a per-image bisection over ``c`` looks for the
+    The paper uses box-constrained L-BFGS; here projected Adam with a cosine-decaying step does
+    the inner minimisation (for the whole batch at once, on the GPU too) and a per-image
+    bisection over ``c`` looks for the
     largest ``c`` -- the smallest perturbation -- that still reaches the label ``l'``.  With
     ``targeted=True`` (the paper's setting) ``y`` holds ``l'``; with ``targeted=False`` the
     target is each image's runner-up class.  Images never moved to ``l'`` come back unchanged.
@@ -567,7 +568,9 @@ def szegedy(model: ModelLike, x: torch.Tensor, y: torch.Tensor | None = None, *,
             eta = torch.zeros_like(clean, requires_grad=True)
             optimiser = torch.optim.Adam([eta], lr=lr)
             succeeded = torch.zeros(n, dtype=torch.bool, device=clean.device)
-            for _ in range(steps):
+            for step in range(steps):
+                # a cosine-decaying step lets the norm term shrink what the label does not need
+                optimiser.param_groups[0]["lr"] = lr * 0.5 * (1 + math.cos(math.pi * step / steps))
                 adv = clean + eta
                 size = eta.flatten(1).pow(2).sum(1)
                 logits = problem.logits(adv)
