@@ -235,7 +235,8 @@ _TITLE = {"ig": "integrated gradients", "smoothgrad_sq": "SmoothGrad² (IG)",
 def attribution_figure(images: Sequence, attributions: Sequence, row_titles: Sequence[str], *,
                        methods: Sequence[str] = ("ig", "smoothgrad_sq", "occlusion"),
                        column_titles: Sequence[str] | None = None, size: float = 1.7,
-                       outlier_perc: float = 1, suptitle: str | None = None):
+                       outlier_perc: float = 1, suptitle: str | None = None,
+                       caption: bool = True):
     """A grid of heat maps drawn by ``captum.attr.visualization.visualize_image_attr``.
 
     One row per entry of ``images``: an image ``(C, H, W)`` -- or a tuple of images to put side
@@ -244,7 +245,8 @@ def attribution_figure(images: Sequence, attributions: Sequence, row_titles: Seq
     returns them).  Signed maps use Captum's red (negative) / green (positive) ``"all"``
     colouring, SmoothGrad² (a square, never negative) the ``"positive"`` one; each map is scaled
     by its own ``outlier_perc`` percentile.  ``column_titles`` names the images of a row
-    (default: the first row title's).  Returns the figure.
+    (default: the first row title's).  With ``caption`` (default) a line under the grid says
+    how to read the colours and that every map has its own scale.  Returns the figure.
     """
     import matplotlib.pyplot as plt
     from captum.attr import visualization as viz
@@ -285,4 +287,17 @@ def attribution_figure(images: Sequence, attributions: Sequence, row_titles: Seq
     if suptitle:
         fig.suptitle(suptitle)
     fig.tight_layout()
+    if caption:
+        parts = []
+        if any(_SIGN[m] == "all" for m in methods if m in _SIGN):
+            parts.append("green: raises the score, red: lowers it")
+        if "smoothgrad_sq" in methods:
+            parts.append("SmoothGrad²: magnitude only")
+        parts.append(f"each map scaled on its own (to its {100 - outlier_perc:g}th percentile), "
+                     "so compare within a map, not between maps")
+        import textwrap
+        text = textwrap.fill(" · ".join(parts), width=int(15 * fig.get_figwidth()))
+        height = fig.get_figheight()
+        fig.subplots_adjust(bottom=fig.subplotpars.bottom + (0.1 + 0.14 * text.count("\n") + 0.14) / height)
+        fig.text(0.5, 0.06 / height, text, ha="center", va="bottom", fontsize=7.5, color="0.3")
     return fig
