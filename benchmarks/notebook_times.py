@@ -33,7 +33,7 @@ def run(path: Path) -> tuple[float, str]:
 
 
 def main(argv: list[str]) -> int:
-    paths = [Path(p) for p in argv] or sorted(
+    paths = [Path(p).resolve() for p in argv] or sorted(
         list((ROOT / "lectures").glob("*.ipynb")) + list((ROOT / "solutions").glob("*.ipynb")))
     print(f"{'notebook':52s} {'seconds':>8s} {'of budget':>10s}  status")
     for path in paths:
