@@ -281,8 +281,6 @@ register(
 )
 
 
-
-
 # --- lecture 02: the five-architecture zoo -----------------------------------------------------
 # Five different architectures on Fashion-MNIST, the stand-ins for the noise article's five
 # ImageNet networks; each recipe takes one to three minutes on two CPU cores.
