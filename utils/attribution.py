@@ -29,12 +29,13 @@ restored.
 
 from __future__ import annotations
 
-import contextlib
 from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from utils.training import evaluating
 
 __all__ = ["ScoreModel", "integrated_gradients", "occlusion", "captum_attributions",
            "attribution_figure", "window_positions"]
@@ -58,16 +59,6 @@ class ScoreModel(nn.Module):
         if self.score == "softmax":
             return F.softmax(logits, dim=1)
         return logits
-
-
-@contextlib.contextmanager
-def _evaluating(model: nn.Module):
-    was_training = model.training
-    model.eval()
-    try:
-        yield
-    finally:
-        model.train(was_training)
 
 
 def _targets(target, n: int, device) -> torch.Tensor:
@@ -110,7 +101,7 @@ def integrated_gradients(model: nn.Module, x: torch.Tensor, target, *,
     path = path.reshape((steps * n,) + x.shape[1:])
     path_targets = target.repeat(steps)
     grads = torch.empty_like(path)
-    with _evaluating(model):
+    with evaluating(model):
         for start in range(0, len(path), batch_size):
             chunk = path[start:start + batch_size].requires_grad_(True)
             scores = _score(model, chunk, path_targets[start:start + batch_size], score)
@@ -155,7 +146,7 @@ def occlusion(model: nn.Module, x: torch.Tensor, target, *, window: int | tuple 
     masks = torch.zeros(len(windows), 1, height, width, dtype=x.dtype, device=x.device)
     for k, (i, j) in enumerate(windows):
         masks[k, :, i:i + wh, j:j + ww] = 1
-    with _evaluating(model):
+    with evaluating(model):
         clean = _score(model, x, target, score)                                  # (N,)
         drops = torch.empty(n, len(windows), dtype=x.dtype, device=x.device)
         for image in range(n):
@@ -206,7 +197,7 @@ def captum_attributions(model: nn.Module, x: torch.Tensor, target, *, baseline: 
     scored = ScoreModel(model, score)
     channels = x.shape[1]
     out = {}
-    with _evaluating(model):
+    with evaluating(model):
         ig = IntegratedGradients(scored)
         if "ig" in methods:
             attr, delta = ig.attribute(x, baselines=baseline, target=target, n_steps=ig_steps,

@@ -17,12 +17,13 @@ Everything works on any device and keeps tensors there; no global random state i
 
 from __future__ import annotations
 
-import contextlib
 from typing import Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from utils.training import evaluating
 
 __all__ = ["noise_batch", "confidences", "describe", "DESCRIBE_ROWS", "fooling_images",
            "transfer_matrix", "agreement_matrix", "class_counts"]
@@ -39,20 +40,10 @@ def noise_batch(n: int, *, seed: int = 0, height: int = 28, width: int = 28, cha
                      device=device)
 
 
-@contextlib.contextmanager
-def _evaluating(model: nn.Module):
-    was_training = model.training
-    model.eval()
-    try:
-        yield
-    finally:
-        model.train(was_training)
-
-
 @torch.no_grad()
 def confidences(model: nn.Module, images: torch.Tensor, *, batch_size: int = 500):
     """``(confidence, predicted)``: the largest softmax probability of each image and its class."""
-    with _evaluating(model):
+    with evaluating(model):
         probs = torch.cat([F.softmax(model(images[i:i + batch_size]), dim=1)
                            for i in range(0, len(images), batch_size)])
     confidence, predicted = probs.max(dim=1)
@@ -114,7 +105,7 @@ def fooling_images(model: nn.Module, targets: torch.Tensor, *, start: torch.Tens
     optimiser = torch.optim.Adam([image], lr=lr)
     params = list(model.parameters())
     needs_grad = [p.requires_grad for p in params]
-    with _evaluating(model):
+    with evaluating(model):
         try:
             for p in params:
                 p.requires_grad_(False)
@@ -150,7 +141,7 @@ def transfer_matrix(models: Mapping[str, nn.Module], images: Mapping[str, torch.
         wanted = torch.as_tensor(targets, device=batch.device)
         for t, target_name in enumerate(names):
             model = models[target_name]
-            with _evaluating(model):
+            with evaluating(model):
                 probs = F.softmax(model(batch), dim=1)
             success[s, t] = (probs.argmax(1) == wanted).double().mean().cpu()
             confidence[s, t] = probs.gather(1, wanted[:, None]).double().mean().cpu()

@@ -6,6 +6,7 @@ classifier (optionally on adversarial examples), one to evaluate it.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Callable
 
 import torch
@@ -13,16 +14,23 @@ import torch.nn.functional as F
 from torch import nn
 
 
-@torch.no_grad()
-def predict(model: nn.Module, images: torch.Tensor, *, batch_size: int = 1000) -> torch.Tensor:
-    """Predicted labels of ``images`` (on the images' device), in batches, model in eval mode."""
+@contextlib.contextmanager
+def evaluating(model: nn.Module):
+    """Put ``model`` in eval mode for the ``with`` block, then back to the mode it was in."""
     was_training = model.training
     model.eval()
     try:
-        return torch.cat([model(images[i:i + batch_size]).argmax(1)
-                          for i in range(0, len(images), batch_size)])
+        yield model
     finally:
         model.train(was_training)
+
+
+@torch.no_grad()
+def predict(model: nn.Module, images: torch.Tensor, *, batch_size: int = 1000) -> torch.Tensor:
+    """Predicted labels of ``images`` (on the images' device), in batches, model in eval mode."""
+    with evaluating(model):
+        return torch.cat([model(images[i:i + batch_size]).argmax(1)
+                          for i in range(0, len(images), batch_size)])
 
 
 def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *,
