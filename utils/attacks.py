@@ -657,7 +657,6 @@ def eot_pgd(model: ModelLike, x: torch.Tensor, y: torch.Tensor | None = None, *,
                        samples=(samples, "count1"))
     eps, alpha = float(eps), float(alpha)
     transform = RandomTransform() if transform is None else transform
-    n = problem.x.shape[0]
     labels = problem.y.repeat(samples)
     with frozen(model):
         clean = problem.x
@@ -670,7 +669,6 @@ def eot_pgd(model: ModelLike, x: torch.Tensor, y: torch.Tensor | None = None, *,
             with torch.no_grad():
                 adv = clean + _project(adv + _step(grad, alpha, norm) - clean, eps, norm)
                 adv = adv.clamp_(0, 1)
-    del n
     return _finish(problem, x, adv, eps, norm)
 
 
