@@ -691,6 +691,7 @@ class AttackResult:
     queries: int
     steps: int
     history: list
+    rejected: int = 0   # image-steps that keep-if-better refused (the black box said "worse")
 
 
 def attack(blackbox: BlackBox, sources: torch.Tensor, targets: torch.Tensor,
@@ -736,6 +737,7 @@ def attack(blackbox: BlackBox, sources: torch.Tensor, targets: torch.Tensor,
     active = torch.ones(n, 1, 1, 1, dtype=torch.bool, device=device)
     best = blackbox_loss(blackbox, x, targets_desc) if keep_if_better else None
     history = []
+    rejected = torch.zeros((), dtype=torch.long, device=device)
     for _ in tqdm(range(steps), desc=f"{method} attack", leave=False, disable=not progress):
         points = _target_points(targets_desc, target_mode, generator)
         x_var = x.clone().requires_grad_(True)
@@ -758,6 +760,7 @@ def attack(blackbox: BlackBox, sources: torch.Tensor, targets: torch.Tensor,
         if keep_if_better:
             new = blackbox_loss(blackbox, candidate, targets_desc)
             better = (new < best).view(-1, 1, 1, 1) & active
+            rejected = rejected + (active & ~better).sum()
             best = torch.where(better.view(-1), new, best)
             step = torch.where(better | ~active, step, step / 2)
             move = better
@@ -765,7 +768,7 @@ def attack(blackbox: BlackBox, sources: torch.Tensor, targets: torch.Tensor,
         history.append(loss.detach().mean())
     images = _guard(to_uint8(x).float() / 255, x0)
     return AttackResult(images, blackbox.queries - start, steps, torch.stack(history).tolist()
-                        if history else [])
+                        if history else [], int(rejected))
 
 
 def de_polish(blackbox: BlackBox, originals: torch.Tensor, adversarial: torch.Tensor,
@@ -895,7 +898,7 @@ def ladder_rungs(students: Sequence[nn.Module], weights=None) -> list[tuple[str,
         second = de_polish(blackbox, sources, first.images, targets, students,
                            generator=generator, **DE_POLISH)
         return AttackResult(second.images, first.queries + second.queries,
-                            first.steps + second.steps, first.history)
+                            first.steps + second.steps, first.history, first.rejected)
 
     rungs.append(("+ differential-evolution pixel polish", polished))
     return rungs
@@ -914,19 +917,21 @@ def run_ladder(blackbox: BlackBox, pairs: Sequence[PairSet], rungs, *, seed: int
     previous = [None] * len(pairs)
     for name, run in rungs:
         generator = torch.Generator().manual_seed(seed)
-        images, queries = [], []
+        images, queries, rejected = [], [], 0
         for k, pair in enumerate(pairs):
             sources, targets = pair.images(device)
             result = run(blackbox, sources, targets, generator, previous[k])
             previous[k] = result
             images.append(result.images.cpu())
             queries.append(result.queries)
+            rejected += result.rejected
             bar.update(1)
         scored = score_images(blackbox, torch.stack(images), pairs)
         rows.append({"rung": name, "score": scored["score"],
                      "mean SSIM": float(scored["ssim"].mean()),
                      "min SSIM": float(scored["ssim"].min()), "valid": scored["valid"],
                      "queries per set": float(np.mean(queries)), "images": torch.stack(images),
+                     "rejected steps": rejected,
                      "per_set": scored["per_set"]})
     bar.close()
     return rows
