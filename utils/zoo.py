@@ -162,6 +162,9 @@ def _save(item: Checkpoint, model: nn.Module) -> None:
     state = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
     handle, temporary = tempfile.mkstemp(dir=item.path.parent, prefix=f".{item.filename}.")
     os.close(handle)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(temporary, 0o666 & ~umask)  # mkstemp makes 0600 files; a checkpoint is for everyone
     try:
         torch.save(state, temporary)
         os.replace(temporary, item.path)
