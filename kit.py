@@ -36,9 +36,12 @@ def ensure_environment(extras: str) -> None:
     if not PYTHON.exists():
         say(f"creating the virtual environment {VENV.name}/ ...")
         venv.EnvBuilder(with_pip=True).create(VENV)
-    wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + extras.encode()).hexdigest()
+    def stamp(extra: str) -> str:
+        return hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + extra.encode()).hexdigest()
+
+    wanted = stamp(extras)
     done = STAMP.read_text().split() if STAMP.exists() else []
-    if wanted in done:
+    if wanted in done or stamp("dev") in done:  # the dev install includes the plain one
         return
     target = f".[{extras}]" if extras else "."
     say(f"installing the course and its packages ({target}); the first time takes a few minutes")
@@ -60,7 +63,10 @@ def child_environment() -> dict[str, str]:
 def open_course(args: list[str]) -> int:
     ensure_environment("")
     say("opening JupyterLab; start with lectures/00_start_here.ipynb (Ctrl-C here to stop)")
-    command = [str(PYTHON), "-m", "jupyter", "lab", "lectures/00_start_here.ipynb", *args]
+    command = [str(PYTHON), "-m", "jupyter", "lab", f"--ServerApp.root_dir={ROOT}",
+               "--LabApp.default_url=/lab/tree/lectures/00_start_here.ipynb", *args]
+    if hasattr(os, "geteuid") and os.geteuid() == 0 and "--allow-root" not in args:
+        command.append("--allow-root")  # containers and cloud machines often run as root
     return subprocess.call(command, cwd=ROOT, env=child_environment())
 
 
