@@ -134,7 +134,8 @@ def transfer_matrix(models: Mapping[str, nn.Module], images: Mapping[str, torch.
     target gives the intended class.
     """
     names = list(models)
-    success = torch.zeros(len(names), len(names), dtype=torch.float64)
+    device = next(iter(images.values())).device
+    success = torch.zeros(len(names), len(names), dtype=torch.float64, device=device)
     confidence = torch.zeros_like(success)
     for s, source in enumerate(names):
         batch = images[source]
@@ -143,9 +144,9 @@ def transfer_matrix(models: Mapping[str, nn.Module], images: Mapping[str, torch.
             model = models[target_name]
             with evaluating(model):
                 probs = F.softmax(model(batch), dim=1)
-            success[s, t] = (probs.argmax(1) == wanted).double().mean().cpu()
-            confidence[s, t] = probs.gather(1, wanted[:, None]).double().mean().cpu()
-    return success, confidence
+            success[s, t] = (probs.argmax(1) == wanted).double().mean().to(device)
+            confidence[s, t] = probs.gather(1, wanted[:, None]).double().mean().to(device)
+    return success.cpu(), confidence.cpu()  # one transfer to the host, after the loops
 
 
 # --------------------------------------------------------------------------------------------
