@@ -10,7 +10,7 @@ def toy_entry(checkpoint_dir, monkeypatch):
     """A registered toy entry whose recipe 'trains' instantly, in an empty checkpoint folder."""
     calls = []
 
-    def recipe(model, device):
+    def recipe(model, device, **options):
         calls.append(device)
         with torch.no_grad():
             for parameter in model.parameters():

@@ -18,14 +18,14 @@ package, and from the internet through the real loader.  When all of them fail, 
 from __future__ import annotations
 
 import gzip
-import hashlib
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from utils.paths import atomic_write, data_dir, repo_root, sha256_of  # noqa: F401 (re-exported)
 
 MIRROR_VARIABLE = "ADVX_DATA_MIRROR"
 DEBIAN_FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -53,20 +53,7 @@ class DataUnavailableError(RuntimeError):
 
 
 # --------------------------------------------------------------------------------------------
-# where files live
-
-
-def repo_root() -> Path:
-    """The repository this package sits in (its ``data/`` folder holds caches and checkpoints)."""
-    return Path(__file__).resolve().parents[1]
-
-
-def data_dir() -> Path:
-    """The cache folder: ``ADVX_DATA_DIR`` if set, else the repository's ``data/``."""
-    chosen = os.environ.get("ADVX_DATA_DIR")
-    folder = Path(chosen).expanduser() if chosen else repo_root() / "data"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
+# where files live (see utils.paths)
 
 
 def mirror_dir() -> Path | None:
@@ -86,27 +73,6 @@ def mirror_dir() -> Path | None:
     return folder
 
 
-def sha256_of(path: Path | str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _atomic_write(target: Path, fill) -> None:
-    """Write ``target`` through a temporary file in the same folder, so no half file is left."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-    try:
-        with os.fdopen(handle, "wb") as out:
-            fill(out)
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
 def _copy_verified(source: Path, target: Path, expected_sha256: str, *, gunzip: bool) -> None:
     """Copy (and decompress) ``source`` to ``target``; refuse content whose sha256 differs."""
 
@@ -115,7 +81,7 @@ def _copy_verified(source: Path, target: Path, expected_sha256: str, *, gunzip: 
         with opener(source, "rb") as src:
             shutil.copyfileobj(src, out)
 
-    _atomic_write(target, fill)
+    atomic_write(target, fill)
     actual = sha256_of(target)
     if actual != expected_sha256:
         target.unlink()
@@ -290,7 +256,7 @@ def fashion_m(split: str = "train", *, device: torch.device | str | None = None)
         else:
             blended = blend_with_photos(grey, photographs(), seed=1 if split == "train" else 2)
             stored = blended.mul(255).round_().to(torch.uint8)
-            _atomic_write(cache, lambda out: torch.save(stored, out))
+            atomic_write(cache, lambda out: torch.save(stored, out))
         _MEMORY[key] = (stored.float().div_(255.0), labels)
     images, labels = _MEMORY[key]
     return images.to(device), labels.to(device)

@@ -1,7 +1,8 @@
 """The checkpoint zoo: one registry of the trained models the course uses.
 
-Each entry names a model builder, the recipe that trains it, and its file in
-``data/checkpoints/``; the files' sha256 sums are recorded in ``data/checkpoints/SHA256SUMS``
+Each entry (a line of :mod:`utils.zoo_entries`) names its model builder and training recipe as
+``"module:function"`` strings -- imported only when that entry is built or trained, so the zoo
+imports no lecture's topic package -- and has its file in ``data/checkpoints/``; the files' sha256 sums are recorded in ``data/checkpoints/SHA256SUMS``
 (the format of ``sha256sum``, so ``sha256sum -c SHA256SUMS`` checks them too).
 
 :func:`load` loads the committed file with ``torch.load(weights_only=True)`` after checking its
@@ -20,18 +21,17 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
+import importlib
 import sys
-import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Union
 
 import torch
 from torch import nn
 
-from utils import models
-from utils.data import repo_root, sha256_of
+from utils.paths import atomic_write, checkpoint_dir, sha256_of
+from utils.zoo_entries import ENTRIES
 
 SUMS_FILE = "SHA256SUMS"
 
@@ -40,14 +40,31 @@ class CheckpointError(RuntimeError):
     """A checkpoint file is corrupted, changed, unrecorded or does not fit its architecture."""
 
 
+def resolve(reference: Union[str, Callable]) -> Callable:
+    """The function named ``"package.module:function"`` (imported now), or ``reference`` itself."""
+    if callable(reference):
+        return reference
+    module, _, name = str(reference).partition(":")
+    if not module or not name:
+        raise ValueError(f"expected 'module:function', got {reference!r}")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as error:
+        raise CheckpointError(f"the zoo names {reference!r}, which cannot be imported: {error}") from error
+
+
 @dataclass(frozen=True)
 class Checkpoint:
-    """One zoo entry: how to build the model, how to train it, and what it is."""
+    """One zoo entry: how to build the model, how to train it, and what it is.
+
+    ``build`` and ``recipe`` are ``"module:function"`` names (or, in tests, the functions).
+    """
 
     name: str
-    build: Callable[[], nn.Module]
-    recipe: Callable[[nn.Module, torch.device], nn.Module]
+    build: Union[str, Callable[[], nn.Module]]
+    recipe: Union[str, Callable[..., nn.Module]]
     summary: str
+    options: dict = field(default_factory=dict)
 
     @property
     def filename(self) -> str:
@@ -57,16 +74,30 @@ class Checkpoint:
     def path(self) -> Path:
         return checkpoint_dir() / self.filename
 
+    def new_model(self) -> nn.Module:
+        """A freshly initialised model of this entry's architecture."""
+        return resolve(self.build)()
+
+    def run_recipe(self, model: nn.Module, device: torch.device) -> nn.Module:
+        """Train ``model`` by this entry's recipe and options."""
+        return resolve(self.recipe)(model, device, **self.options)
+
 
 REGISTRY: dict[str, Checkpoint] = {}
 
 
-def register(name: str, *, build, recipe, summary: str) -> Checkpoint:
-    """Add an entry to the zoo (each name once)."""
+def register(name: str, *, build, recipe, summary: str, options: dict | None = None) -> Checkpoint:
+    """Add an entry to the zoo (each name once); :mod:`utils.zoo_entries` lists the course's."""
     if name in REGISTRY:
         raise ValueError(f"zoo entry {name!r} is registered twice")
-    REGISTRY[name] = entry = Checkpoint(name, build, recipe, summary)
-    return entry
+    REGISTRY[name] = item = Checkpoint(name, build, recipe, summary, dict(options or {}))
+    return item
+
+
+for _entry in ENTRIES:
+    register(_entry.name, build=_entry.build, recipe=_entry.recipe, summary=_entry.summary,
+             options=_entry.options)
+del _entry
 
 
 def entry(name: str) -> Checkpoint:
@@ -76,12 +107,6 @@ def entry(name: str) -> Checkpoint:
     except KeyError:
         known = ", ".join(sorted(REGISTRY))
         raise KeyError(f"no zoo entry {name!r}; known entries: {known}") from None
-
-
-def checkpoint_dir() -> Path:
-    """``data/checkpoints`` of the repository, or ``ADVX_CHECKPOINT_DIR`` when set (tests)."""
-    chosen = os.environ.get("ADVX_CHECKPOINT_DIR")
-    return Path(chosen) if chosen else repo_root() / "data" / "checkpoints"
 
 
 # --------------------------------------------------------------------------------------------
@@ -121,10 +146,7 @@ def _record(filename: str, digest: str) -> None:
         sums = recorded_sums()
         sums[filename] = digest
         text = "".join(f"{sums[name]}  {name}\n" for name in sorted(sums))
-        path = checkpoint_dir() / SUMS_FILE
-        temporary = path.with_suffix(".tmp")
-        temporary.write_text(text)
-        os.replace(temporary, path)
+        atomic_write(checkpoint_dir() / SUMS_FILE, text)
 
 
 def verify(name: str) -> str:
@@ -158,19 +180,8 @@ def verify(name: str) -> str:
 
 
 def _save(item: Checkpoint, model: nn.Module) -> None:
-    item.path.parent.mkdir(parents=True, exist_ok=True)
     state = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
-    handle, temporary = tempfile.mkstemp(dir=item.path.parent, prefix=f".{item.filename}.")
-    os.close(handle)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(temporary, 0o666 & ~umask)  # mkstemp makes 0600 files; a checkpoint is for everyone
-    try:
-        torch.save(state, temporary)
-        os.replace(temporary, item.path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    atomic_write(item.path, lambda out: torch.save(state, out))
     _record(item.filename, sha256_of(item.path))
 
 
@@ -181,7 +192,7 @@ def train(name: str, device: torch.device | str | None = None) -> nn.Module:
     item = entry(name)
     device = torch.device(device) if device is not None else pick_device()
     print(f"training zoo entry {name!r} by its recipe on {device.type}: {item.summary}")
-    model = item.recipe(item.build().to(device), device)
+    model = item.run_recipe(item.new_model().to(device), device)
     _save(item, model)
     return model.eval()
 
@@ -202,7 +213,7 @@ def load(name: str, device: torch.device | str | None = None, *,
                 f"`python -m utils.zoo retrain {name}`"
             )
         return train(name, device).to(device)
-    model = item.build()
+    model = item.new_model()
     try:
         state = torch.load(item.path, map_location="cpu", weights_only=True)
         model.load_state_dict(state)
@@ -212,127 +223,6 @@ def load(name: str, device: torch.device | str | None = None, *,
             f"changed since the file was made: retrain with `python -m utils.zoo retrain {name}`."
         ) from error
     return model.to(device).eval()
-
-
-# --------------------------------------------------------------------------------------------
-# the registry
-
-
-def _fashion_classifier_recipe(epochs: int, lr: float, *, batch_size: int = 128,
-                               weight_decay: float = 0.0, description: str = ""):
-    """A recipe: train on the Fashion-MNIST training set, report test accuracy."""
-
-    def recipe(model: nn.Module, device: torch.device) -> nn.Module:
-        from utils.data import fashion_mnist
-        from utils.training import accuracy, train_classifier
-
-        images, labels = fashion_mnist("train")
-        train_classifier(model, images, labels, epochs=epochs, lr=lr, batch_size=batch_size,
-                         weight_decay=weight_decay, device=device, description=description)
-        test_images, test_labels = fashion_mnist("test", device=device)
-        print(f"  test accuracy: {accuracy(model, test_images, test_labels):.4f}")
-        return model
-
-    return recipe
-
-
-register(
-    "fashion_cnn",
-    build=models.fashion_cnn,
-    recipe=_fashion_classifier_recipe(epochs=4, lr=2e-3, description="fashion_cnn"),
-    summary="small 4-conv CNN on Fashion-MNIST (the model lecture 01 attacks)",
-)
-
-
-# --- lecture 01: adversarial examples (adversarially trained model, ...) ---------------------
-
-
-def _fast_adversarial_recipe(*, eps: float, epochs: int, lr: float, batch_size: int = 128):
-    """Adversarial training with "fast" FGSM (random start, step 1.25 eps; Wong et al. 2020).
-
-    Every training batch is replaced by its FGSM-with-random-start version at radius ``eps``
-    (a little larger than the radius the model is evaluated at), which costs one extra
-    forward-backward pass per batch instead of the ten or more of PGD training.
-    """
-
-    def recipe(model: nn.Module, device: torch.device) -> nn.Module:
-        from utils.attacks import fgsm
-        from utils.data import fashion_mnist
-        from utils.training import accuracy, train_classifier
-
-        generator = torch.Generator().manual_seed(0)
-
-        def perturb(net, x, y):
-            return fgsm(net, x, y, eps=eps, random_start=True, alpha=1.25 * eps,
-                        generator=generator)
-
-        images, labels = fashion_mnist("train")
-        train_classifier(model, images, labels, epochs=epochs, lr=lr, batch_size=batch_size,
-                         device=device, perturb=perturb, description="fast adversarial training")
-        test_images, test_labels = fashion_mnist("test", device=device)
-        print(f"  clean test accuracy: {accuracy(model, test_images, test_labels):.4f}")
-        return model
-
-    return recipe
-
-
-register(
-    "fashion_cnn_adv",
-    build=models.fashion_cnn_adv,
-    recipe=_fast_adversarial_recipe(eps=0.125, epochs=3, lr=3e-3),
-    summary="3-block CNN adversarially trained (fast FGSM, eps 0.125): lecture 01's defence",
-)
-
-
-# --- lecture 02: the five-architecture zoo -----------------------------------------------------
-# Five different architectures on Fashion-MNIST, the stand-ins for the noise article's five
-# ImageNet networks; each recipe takes one to three minutes on two CPU cores.
-
-for _name, _epochs, _lr, _what in (
-    ("fashion_mlp", 3, 2e-3, "multilayer perceptron, 784-256-128-10"),
-    ("fashion_lenet", 2, 2e-3, "LeNet/AlexNet-like CNN, 5x5 kernels, dropout head"),
-    ("fashion_vgg", 2, 2e-3, "VGG-like CNN, pairs of 3x3 convolutions, two-layer head"),
-    ("fashion_resnet", 2, 3e-3, "ResNet-like CNN, three stages of basic blocks with batch norm"),
-    ("fashion_densenet", 2, 3e-3, "DenseNet-like CNN, three dense blocks (growth 12)"),
-):
-    register(
-        _name,
-        build=getattr(models, _name),
-        recipe=_fashion_classifier_recipe(epochs=_epochs, lr=_lr, batch_size=128,
-                                          description=_name),
-        summary=f"{_what} (lecture 02's zoo)",
-    )
-del _name, _epochs, _lr, _what
-
-
-
-# --- lecture 03: the face black box and its distilled students ----------------------------------
-
-
-def _face_blackbox_recipe(model: nn.Module, device: torch.device) -> nn.Module:
-    from utils.faces import train_blackbox
-
-    return train_blackbox(model, device)
-
-
-def _face_student_recipe(model: nn.Module, device: torch.device) -> nn.Module:
-    from utils.faces import distill_student
-
-    return distill_student(model, device)
-
-
-register(
-    "face_blackbox",
-    build=models.face_blackbox_net,
-    recipe=_face_blackbox_recipe,
-    summary="lecture 03's black box: ResNet-like 64-d face descriptor, Olivetti people 0-24",
-)
-for _name, _build, _what in [
-        ("face_student_resnet", models.face_student_resnet, "small ResNet-like"),
-        ("face_student_cnn", models.face_student_cnn, "plain VGG-style CNN"),
-        ("face_student_wide", models.face_student_wide, "wide, shallow CNN")]:
-    register(_name, build=_build, recipe=_face_student_recipe,
-             summary=f"lecture 03 student ({_what}) distilled from face_blackbox's descriptors")
 
 
 # --------------------------------------------------------------------------------------------

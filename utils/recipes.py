@@ -1,0 +1,49 @@
+"""Training recipes of the core's zoo entries: Fashion-MNIST classifiers, plain or robust.
+
+A recipe is ``recipe(model, device, **options) -> model``; :mod:`utils.zoo_entries` names it and
+its options.  Recipes of a lecture's own models live in that lecture's topic package.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from utils.data import fashion_mnist
+from utils.training import accuracy, train_classifier
+
+
+def fashion_classifier(model: nn.Module, device: torch.device, *, epochs: int, lr: float,
+                       batch_size: int = 128, weight_decay: float = 0.0, seed: int = 0) -> nn.Module:
+    """Train on the Fashion-MNIST training set (Adam, one-cycle); print the test accuracy."""
+    images, labels = fashion_mnist("train")
+    train_classifier(model, images, labels, epochs=epochs, lr=lr, batch_size=batch_size,
+                     weight_decay=weight_decay, seed=seed, device=device,
+                     description=type(model).__name__)
+    test_images, test_labels = fashion_mnist("test", device=device)
+    print(f"  test accuracy: {accuracy(model, test_images, test_labels):.4f}")
+    return model
+
+
+def fast_adversarial(model: nn.Module, device: torch.device, *, eps: float, epochs: int,
+                     lr: float, batch_size: int = 128, seed: int = 0) -> nn.Module:
+    """Adversarial training with "fast" FGSM (random start, step 1.25 eps; Wong et al. 2020).
+
+    Every training batch is replaced by its FGSM-with-random-start version at radius ``eps``
+    (a little larger than the radius the model is evaluated at), which costs one extra
+    forward-backward pass per batch instead of the ten or more of PGD training.
+    """
+    from utils.attacks import fgsm
+
+    generator = torch.Generator().manual_seed(seed)
+
+    def perturb(net, x, y):
+        return fgsm(net, x, y, eps=eps, random_start=True, alpha=1.25 * eps, generator=generator)
+
+    images, labels = fashion_mnist("train")
+    train_classifier(model, images, labels, epochs=epochs, lr=lr, batch_size=batch_size,
+                     seed=seed, device=device, perturb=perturb,
+                     description="fast adversarial training")
+    test_images, test_labels = fashion_mnist("test", device=device)
+    print(f"  clean test accuracy: {accuracy(model, test_images, test_labels):.4f}")
+    return model

@@ -1,0 +1,67 @@
+"""The zoo's table: every trained model of the course, one line each.
+
+Builders and recipes are named as ``"module:function"`` strings, so reading this table (and
+``python -m utils.zoo list``) imports no lecture's topic package: a topic is imported only when
+one of its entries is built or trained.  A recipe is called as
+``recipe(model, device, **options)`` and returns the trained model.
+
+To add a model: write its builder and recipe in the topic package, add a line here, then run
+``python -m utils.zoo retrain NAME`` (which records the file's sha256 in ``SHA256SUMS``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One zoo entry: ``build`` and ``recipe`` as ``"module:function"`` names, and what it is."""
+
+    name: str
+    build: str
+    recipe: str
+    summary: str
+    options: dict = field(default_factory=dict)
+
+
+_CLASSIFIER = "utils.recipes:fashion_classifier"
+
+ENTRIES: tuple[Entry, ...] = (
+    # --- lectures 00 and 01: the CNN everyone attacks, and its adversarially trained twin ------
+    Entry("fashion_cnn", "utils.models:fashion_cnn", _CLASSIFIER,
+          "small 4-conv CNN on Fashion-MNIST (the model lecture 01 attacks)",
+          {"epochs": 4, "lr": 2e-3}),
+    Entry("fashion_cnn_adv", "utils.models:fashion_cnn_adv", "utils.recipes:fast_adversarial",
+          "3-block CNN adversarially trained (fast FGSM, eps 0.125): lecture 01's defence",
+          {"eps": 0.125, "epochs": 3, "lr": 3e-3}),
+    # --- lecture 02: five architectures, the stand-ins for the noise article's five networks -
+    Entry("fashion_mlp", "utils.models:fashion_mlp", _CLASSIFIER,
+          "multilayer perceptron, 784-256-128-10 (lecture 02's zoo)", {"epochs": 3, "lr": 2e-3}),
+    Entry("fashion_lenet", "utils.models:fashion_lenet", _CLASSIFIER,
+          "LeNet/AlexNet-like CNN, 5x5 kernels, dropout head (lecture 02's zoo)",
+          {"epochs": 2, "lr": 2e-3}),
+    Entry("fashion_vgg", "utils.models:fashion_vgg", _CLASSIFIER,
+          "VGG-like CNN, pairs of 3x3 convolutions, two-layer head (lecture 02's zoo)",
+          {"epochs": 2, "lr": 2e-3}),
+    Entry("fashion_resnet", "utils.models:fashion_resnet", _CLASSIFIER,
+          "ResNet-like CNN, three stages of basic blocks with batch norm (lecture 02's zoo)",
+          {"epochs": 2, "lr": 3e-3}),
+    Entry("fashion_densenet", "utils.models:fashion_densenet", _CLASSIFIER,
+          "DenseNet-like CNN, three dense blocks, growth 12 (lecture 02's zoo)",
+          {"epochs": 2, "lr": 3e-3}),
+    # --- lecture 03: the face black box and its distilled students ----------------------------
+    Entry("face_blackbox", "utils.faces.models:blackbox_net", "utils.faces.recipes:train_blackbox",
+          "lecture 03's black box: ResNet-like 64-d face descriptor, Olivetti people 0-24"),
+    Entry("face_student_resnet", "utils.faces.models:student_resnet",
+          "utils.faces.recipes:distill_student",
+          "lecture 03 student (small ResNet-like) distilled from face_blackbox's descriptors"),
+    Entry("face_student_cnn", "utils.faces.models:student_cnn", "utils.faces.recipes:distill_student",
+          "lecture 03 student (plain VGG-style CNN) distilled from face_blackbox's descriptors"),
+    Entry("face_student_wide", "utils.faces.models:student_wide",
+          "utils.faces.recipes:distill_student",
+          "lecture 03 student (wide, shallow CNN) distilled from face_blackbox's descriptors"),
+    # --- lecture 04: domain adaptation by gradient reversal (utils.domain) --------------------
+    # --- lecture 05: GANs and adversarial losses (utils.gans) ---------------------------------
+    # --- lecture 06: invertible networks (utils.invertible) -----------------------------------
+)
