@@ -576,6 +576,35 @@ class _Best:
         self.images = torch.where(_view(better, self.images), images.detach(), self.images)
 
 
+def _search_c(clean: torch.Tensor, c: float, search_steps: int, objective, *,
+              success_raises: bool, inner) -> torch.Tensor:
+    """The search over the per-image constant ``c`` shared by C&W and Szegedy.
+
+    Each of ``search_steps`` rounds runs ``inner(loss_fn)`` (the input optimisation) where
+    ``loss_fn`` asks ``objective(adv, size, const) -> (loss, hit)`` with ``size`` the squared
+    L2 perturbation, records the smallest successful perturbation, and then moves each image's
+    ``c`` (:func:`_update_bounds`).  Returns the best images (the clean one where none hit).
+    """
+    best = _Best(clean)
+    const = torch.full((clean.shape[0],), float(c), device=clean.device, dtype=clean.dtype)
+    lower, upper = torch.zeros_like(const), torch.full_like(const, 1e10)
+    for _ in range(search_steps):
+        succeeded = torch.zeros(clean.shape[0], dtype=torch.bool, device=clean.device)
+
+        def loss_fn(adv, step):
+            nonlocal succeeded
+            size = (adv - clean).flatten(1).pow(2).sum(1)
+            loss, hit = objective(adv, size, const)
+            best.offer(adv, size.detach(), hit)
+            succeeded = succeeded | hit
+            return loss
+
+        inner(loss_fn)
+        const, lower, upper = _update_bounds(const, lower, upper, succeeded,
+                                             success_raises=success_raises)
+    return best.images
+
+
 def _search_steps(search_steps, binary_search_steps):
     if binary_search_steps is not None:
         warnings.warn("binary_search_steps is deprecated: use search_steps", DeprecationWarning,
@@ -602,27 +631,16 @@ def cw_l2(model: ModelLike, x: torch.Tensor, y: torch.Tensor | None = None, *, c
                        steps=(steps, "count"), lr=(lr, "positive"),
                        search_steps=(search_steps, "count1"))
     clean, labels = problem.x, problem.y
-    n = clean.shape[0]
+
+    def objective(adv, size, const):
+        margin = _margin(problem.logits(adv), labels, targeted)
+        return size + const * margin.clamp(min=-kappa), (margin < 0) & (margin <= -kappa)
+
     with frozen(model):
-        best = _Best(clean)
-        const = torch.full((n,), float(c), device=clean.device, dtype=clean.dtype)
-        lower, upper = torch.zeros_like(const), torch.full_like(const, 1e10)
-        for _ in range(search_steps):
-            succeeded = torch.zeros(n, dtype=torch.bool, device=clean.device)
-
-            def loss_fn(adv, step):
-                nonlocal succeeded
-                l2 = (adv - clean).flatten(1).pow(2).sum(1)
-                margin = _margin(problem.logits(adv), labels, targeted)
-                hit = (margin < 0) & (margin <= -kappa)
-                best.offer(adv, l2.detach(), hit)
-                succeeded = succeeded | hit
-                return l2 + const * margin.clamp(min=-kappa)
-
-            optimise_input(loss_fn, clean, steps=steps, lr=lr, space="tanh")
-            const, lower, upper = _update_bounds(const, lower, upper, succeeded,
-                                                 success_raises=False)
-    return _finish(problem, x, best.images)
+        best = _search_c(clean, c, search_steps, objective, success_raises=False,
+                         inner=lambda loss_fn: optimise_input(loss_fn, clean, steps=steps, lr=lr,
+                                                              space="tanh"))
+    return _finish(problem, x, best)
 
 
 def szegedy(model: ModelLike, x: torch.Tensor, y: torch.Tensor | None = None, *,
@@ -651,26 +669,17 @@ def szegedy(model: ModelLike, x: torch.Tensor, y: torch.Tensor | None = None, *,
             with torch.no_grad():
                 logits = problem.logits(clean)
                 target = logits.scatter(1, target[:, None], float("-inf")).argmax(1)
-        best = _Best(clean)
-        const = torch.full((n,), float(c), device=clean.device, dtype=clean.dtype)
-        lower, upper = torch.zeros_like(const), torch.full_like(const, 1e10)
-        for _ in range(search_steps):
-            succeeded = torch.zeros(n, dtype=torch.bool, device=clean.device)
 
-            def loss_fn(adv, step):
-                nonlocal succeeded
-                size = (adv - clean).flatten(1).pow(2).sum(1)
-                logits = problem.logits(adv)
-                hit = logits.argmax(1) == target
-                best.offer(adv, size.detach(), hit)
-                succeeded = succeeded | hit
-                return const * size + F.cross_entropy(logits, target, reduction="none")
+        def objective(adv, size, const):
+            logits = problem.logits(adv)
+            loss = const * size + F.cross_entropy(logits, target, reduction="none")
+            return loss, logits.argmax(1) == target
 
-            # a cosine-decaying step lets the norm term shrink what the label does not need
-            optimise_input(loss_fn, clean, steps=steps, lr=lr, space="box", schedule="cosine")
-            const, lower, upper = _update_bounds(const, lower, upper, succeeded,
-                                                 success_raises=True)
-    return _finish(problem, x, best.images)
+        # a cosine-decaying step lets the norm term shrink what the label does not need
+        best = _search_c(clean, c, search_steps, objective, success_raises=True,
+                         inner=lambda loss_fn: optimise_input(loss_fn, clean, steps=steps, lr=lr,
+                                                              space="box", schedule="cosine"))
+    return _finish(problem, x, best)
 
 
 lbfgs = szegedy
