@@ -662,7 +662,6 @@ def szegedy(model: ModelLike, x: torch.Tensor, y: torch.Tensor | None = None, *,
                        steps=(steps, "count"), lr=(lr, "positive"),
                        search_steps=(search_steps, "count1"))
     clean = problem.x
-    n = clean.shape[0]
     with frozen(model):
         target = problem.y
         if not targeted:
