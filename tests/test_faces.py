@@ -193,3 +193,20 @@ def test_attack_returns_a_tensor_and_accepts_the_old_spellings(box):
     assert torch.equal(old, images)
     with pytest.raises(ValueError, match="alpha"):
         faces.attack(box, sources, targets, net, steps=1, alpha=0)
+
+
+def test_paired_differences_give_intervals_on_the_same_pair_sets():
+    rows = [{"rung": "full", "score": 0.5, "per_set": [0.5, 0.6, 0.4, 0.5]},
+            {"rung": "worse", "score": 0.6, "per_set": [0.6, 0.7, 0.5, 0.61]},
+            {"rung": "noise", "score": 0.5, "per_set": [0.6, 0.5, 0.4, 0.5]}]
+    table = faces.paired_differences(rows)
+    assert table[0]["difference"] == 0 and not table[0]["reliably worse"]
+    assert table[1]["reliably worse"] and table[1]["low"] > 0
+    assert not table[2]["reliably worse"] and not table[2]["reliably better"]
+    assert table[2]["low"] < 0 < table[2]["high"]
+
+
+def test_ablation_variants_each_drop_one_idea():
+    names = [name for name, _ in faces.ablation_rungs([tiny_network(), tiny_network()])]
+    assert names[0] == "full pipeline" and len(names) == len(set(names)) == 8
+    assert all(name.startswith("- ") for name in names[1:])

@@ -23,9 +23,10 @@ One module per part of the game (each importable on its own; this package re-exp
 from utils.faces.blackbox import BlackBox, QueryBudgetExceeded, check_images, query_tensor
 from utils.faces.game import (DIM, N_PEOPLE, PAIR_SIZE, SIZE, SSIM_LIMIT, STUDENTS, TRAIN_PEOPLE,
                               UNSEEN_PEOPLE, PairSet, augment, faces_of, pair_sets)
-from utils.faces.ladder import (BASELINE, BEST, DE_POLISH, FGVM, AttackResult, attack,
-                                attack_stats, best_attack, blackbox_loss, cw_attack, de_polish,
-                                de_polish_stats, ladder_rungs, run_ladder, student_loss)
+from utils.faces.ladder import (BASELINE, BEST, DE_POLISH, FGVM, AttackResult, ablation_rungs,
+                                attack, attack_stats, best_attack, blackbox_loss, cw_attack, de_polish,
+                                de_polish_stats, ladder_rungs, paired_differences,
+                                run_ladder, student_loss)
 from utils.faces.recipes import (DISTILL_COPIES, descriptor_quality, distill_student,
                                  distillation_set, load_students, student_mse, train_blackbox)
 from utils.faces.rule import guard, is_valid, project_ssim, ssim_fast, ssim_uint8, to_uint8

@@ -328,6 +328,63 @@ def ladder_rungs(students) -> list[tuple[str, Callable]]:
     return rungs
 
 
+def ablation_rungs(students) -> list[tuple[str, Callable]]:
+    """Leave-one-out ablation of the best pipeline: ``[("full pipeline", run), ("- idea", run),
+    ...]``, each variant the full pipeline (:func:`best_attack`'s) with exactly one idea taken
+    out.  Unlike the cumulative ladder, the answer does not depend on the order the ideas were
+    added in: what a variant loses against the full pipeline, pair set by pair set, is what that
+    idea contributes given all the others (:func:`paired_differences`)."""
+    ensemble = _ensemble(students)
+    one = [ensemble[0][0]]
+    variants = [
+        ("full pipeline", ensemble, dict(BEST), True),
+        ("- ensemble (first student only)", one, dict(BEST), True),
+        ("- FGVM (sign steps instead)", ensemble, dict(BEST, method="fgsm",
+                                                       alpha=BASELINE["alpha"]), True),
+        ("- keep-if-better", ensemble, dict(BEST, keep_if_better=False), True),
+        ("- target combinations", ensemble, dict(BEST, target_mode="each"), True),
+        ("- SSIM boundary (stop at the first break)", ensemble, dict(BEST, boundary=False), True),
+        ("- gradient smoothing", ensemble, dict(BEST, smooth=0.0), True),
+        ("- DE pixel polish", ensemble, dict(BEST), False),
+    ]
+
+    def variant(models, config, polish):
+        def run(blackbox, sources, targets, generator, previous=None):
+            first = attack_stats(blackbox, sources, targets, models, generator=generator,
+                                 **config)
+            if not polish:
+                return first
+            second = de_polish_stats(blackbox, sources, first.images, targets, models,
+                                     generator=generator, **DE_POLISH)
+            return AttackResult(second.images, first.queries + second.queries,
+                                first.steps + second.steps, first.history, first.rejected)
+        return run
+
+    return [(name, variant(models, config, polish)) for name, models, config, polish in variants]
+
+
+def paired_differences(rows: Sequence[dict], reference: int = 0, *,
+                       confidence: float = 0.95) -> list[dict]:
+    """Per row of :func:`run_ladder`: the mean over pair sets of (row's score - reference row's
+    score) on the same pair sets, with a Student-t confidence interval.  A positive interval
+    means the row is reliably *worse* (higher score) than the reference."""
+    from scipy import stats
+
+    base = np.asarray(rows[reference]["per_set"])
+    out = []
+    for row in rows:
+        diff = np.asarray(row["per_set"]) - base
+        n = len(diff)
+        spread = diff.std(ddof=1) / np.sqrt(n) if n > 1 else math.nan
+        half = stats.t.ppf(0.5 + confidence / 2, n - 1) * spread if n > 1 else math.nan
+        mean = float(diff.mean())
+        out.append({"rung": row["rung"], "score": row["score"], "difference": mean,
+                    "low": mean - half, "high": mean + half, "sets": n,
+                    "reliably worse": bool(mean - half > 0),
+                    "reliably better": bool(mean + half < 0)})
+    return out
+
+
 def run_ladder(blackbox: BlackBox, pairs: Sequence[PairSet], rungs, *, seed: int = 0,
                device: torch.device | str | None = None, progress: bool = True) -> list[dict]:
     """Run every rung on every pair set; one row per rung: score, mean/min SSIM, queries/set.
