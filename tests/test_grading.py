@@ -30,6 +30,7 @@ TOY = "99_toy_lab"
 OLD = "98_old_lab"
 RULES = "97_rules_lab"
 BOX = "96_blackbox_lab"
+PROBE = "95_probe_lab"
 LAB00 = "00_start_here_lab"
 FULL = sandbox.isolation_available() is None          # root with namespaces (here and in CI)
 needs_cage = pytest.mark.skipif(not FULL, reason="needs root and mount namespaces")
@@ -146,6 +147,29 @@ nets = [o for o in gc.get_objects() if isinstance(o, torch.nn.Module)]
 with torch.no_grad():
     return nets[0](x).numpy()""",
 }
+
+
+def probe_solution():
+    """Answers that are not plain functions: a class with a custom gradient, and a value."""
+    probe = ("from utils.grading import in_student_kernel\n\n@in_student_kernel\n"
+             "def _through(x):\n    x = x.clone().requires_grad_(True)\n    y = Double.apply(x)\n"
+             "    (g,) = torch.autograd.grad(y.sum(), x)\n    return y.detach(), g\n\n"
+             "y, g = _through(torch.arange(3.0))\n"
+             "assert torch.equal(y, 2 * torch.arange(3.0)), 'forward doubles'\n"
+             "assert torch.equal(g, torch.full((3,), 2.0)), 'backward doubles the gradient'")
+    return notebook([
+        nbformat.v4.new_code_cell("import torch"),
+        labs.answer_cell("class Double(torch.autograd.Function):\n    @staticmethod\n"
+                         "    def forward(ctx, x):\n        ### BEGIN SOLUTION\n"
+                         "        return 2 * x\n        ### END SOLUTION\n\n    @staticmethod\n"
+                         "    def backward(ctx, g):\n        ### BEGIN SOLUTION\n"
+                         "        return 2 * g\n        ### END SOLUTION", "double"),
+        labs.test_cell(probe, "check_gradient", 1),
+        labs.test_cell("assert torch.equal(Double.apply(torch.ones(2)), torch.full((2,), 2.0))",
+                       "check_dotted", 1),
+        labs.answer_cell("### BEGIN SOLUTION\nTHRESHOLD = 0.5\n### END SOLUTION", "threshold"),
+        labs.test_cell("assert THRESHOLD == 0.5", "check_value", 1),
+    ])
 
 
 def box_solution():
@@ -363,6 +387,7 @@ def course(tmp_path_factory):
     nbformat.write(toy_solution(old=True), solutions / f"{OLD}.ipynb")
     nbformat.write(rules_solution(), solutions / f"{RULES}.ipynb")
     nbformat.write(box_solution(), solutions / f"{BOX}.ipynb")
+    nbformat.write(probe_solution(), solutions / f"{PROBE}.ipynb")
     (solutions / f"{LAB00}.ipynb").write_bytes((ROOT / "solutions" / f"{LAB00}.ipynb").read_bytes())
     return solutions
 
@@ -387,6 +412,11 @@ def light(course, tmp_path_factory):
     expected[("old_format", OLD)] = (0, ["not graded (the lab's checks are in the old format)"], [])
     submit(folder, "rules", RULES, rules_solution())
     submit(folder, "blackbox", BOX, box_solution())
+    submit(folder, "probe", PROBE, probe_solution())
+    wrong_gradient = probe_solution()
+    wrong_gradient.cells[1].source = wrong_gradient.cells[1].source.replace("return 2 * g",
+                                                                            "return g")
+    submit(folder, "probe_wrong", PROBE, wrong_gradient)
     submit(folder, "twice", TOY, with_answers(toy_lab, "return a + b"))
     submit(folder / "twice", "copy", TOY, toy_lab)          # twice/copy/99_toy_lab.ipynb: same student
     gradebook = folder / "gradebook.csv"
@@ -455,6 +485,20 @@ def test_the_black_box_is_served_by_the_grader_with_one_budget_per_call(light):
     assert result.points == 2
 
 
+def test_classes_values_and_code_run_beside_the_answers(light):
+    results, _, _ = light
+    assert results[("probe", PROBE)].points == 3, results[("probe", PROBE)].reasons()
+    wrong = results[("probe_wrong", PROBE)]
+    assert wrong.points == 2 and "backward doubles the gradient" in wrong.reasons()
+
+
+def test_in_student_kernel_is_the_function_itself_outside_the_grader():
+    def f(x):
+        return x
+
+    assert api.in_student_kernel(f) is f
+
+
 def test_one_row_per_student_and_lab_in_the_gradebook(light):
     results, _, gradebook = light
     with open(gradebook, newline="") as handle:
@@ -469,9 +513,25 @@ def test_one_row_per_student_and_lab_in_the_gradebook(light):
 
 @needs_cage
 def test_no_process_of_a_graded_notebook_survives(light):
-    for slot in (1, 2):
-        uid, _ = sandbox.slot_user(slot)
-        assert sandbox.processes_of(uid) == []
+    """The "daemon" submission left a child in a new session; every kernel user is empty now
+    (assuming no other grading run on this machine right now, as in CI)."""
+    import pwd
+
+    results, _, _ = light
+    assert results[("daemon", TOY)].points == 3
+    users = [u.pw_uid for u in pwd.getpwall() if u.pw_name.startswith(sandbox.USER_PREFIX)]
+    assert users and all(sandbox.processes_of(uid) == [] for uid in users)
+
+
+@needs_cage
+def test_two_runs_never_share_a_kernel_user():
+    first, first_locks = sandbox.claim_users(2)
+    second, second_locks = sandbox.claim_users(2)
+    try:
+        assert not set(first) & set(second)
+    finally:
+        for fd in first_locks + second_locks:
+            os.close(fd)
 
 
 # ============================================================================================
@@ -518,13 +578,28 @@ def test_overall_time_limit_stops_a_submission_and_keeps_its_partial_points(cour
     assert "time limit of 25 s" in result.reasons() and "not reached" in result.reasons()
 
 
-def test_without_isolation_verdicts_still_come_from_the_grader(course, tmp_path):
+def test_with_less_isolation_verdicts_still_come_from_the_grader(course, tmp_path):
+    """Without namespaces (e.g. Docker's defaults) the kernel still runs as its own user; without
+    root, as the grader's (and never as root)."""
+    import sys
+
+    mode = "user" if os.geteuid() == 0 else "none"
+    from utils.grading.cli import _readable_by_anyone
+
+    if mode == "user" and not _readable_by_anyone(os.path.realpath(sys.base_prefix)):
+        pytest.skip("Python is installed where other users cannot read it")
     lab = labs.make_lab(toy_solution(), TOY)
     submit(tmp_path, "a", TOY, before_answers(with_answers(lab, "return a - b"), ERRORS_OFF))
-    [result] = grading.grade([tmp_path], solutions_dir=course, isolation="none",
+    [result] = grading.grade([tmp_path], solutions_dir=course, isolation=mode,
                              cell_timeout=30, progress=False)
     assert result.points == 1 and "check_add: AssertionError" in result.reasons()
-    assert "without isolation" in result.reasons()
+    assert "isolation" in result.reasons()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="about running as root")
+def test_students_code_never_runs_as_root(course, tmp_path):
+    with pytest.raises(RuntimeError, match="as root"):
+        grading.grade([tmp_path], solutions_dir=course, isolation="none", progress=False)
 
 
 def test_unknown_lab_is_reported(course, tmp_path):

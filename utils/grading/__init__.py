@@ -59,8 +59,9 @@ Writing check cells (labs 00-06 follow this; a solution declares it, see :mod:`u
 
 What the grader guarantees, and what not (running as root, as in CI)
 --------------------------------------------------------------------
-Guaranteed: a verdict depends only on the values the answers return (and what the black box
-and the time limits record in the worker); the kernel runs as a dedicated unprivileged user per
+Guaranteed (``--isolation full``, the default where possible): a verdict depends only on the
+values the answers return (and what the black box and the time limits record in the worker);
+the kernel runs as a dedicated unprivileged user per
 job slot, in its own mount/network/IPC namespaces, with a read-only view that holds the system,
 Python, the course's ``utils/`` and ``data/`` and nothing else -- no ``solutions/``, hidden
 tests, other submissions or ``.git``; the face black box's checkpoint reads as empty there, and
@@ -73,10 +74,13 @@ read back.  The "write it yourself" rules remove the forbidden functions' code f
 
 Not guaranteed: that the student wrote the code (pasting the library's source or a friend's is
 plagiarism, not something a grader can see); that a public recipe was not used to re-train a
-replica of the black box inside the time limit; timing precision under load.  Without root
-(``--isolation none``), the kernel runs as the grader's user: verdicts are still computed in the
-worker, but the kernel can read what the grader can read (solutions included) and signal its
-processes -- use it only to try labs out.
+replica of the black box inside the time limit; timing precision under load.  With less than
+root and namespaces the cage is weaker, and the grader says so in every row: ``--isolation
+user`` (root without namespaces, e.g. Docker's default capabilities) still runs each kernel as
+its own user, but that user sees the machine's files -- the course folder with ``solutions/``
+included, unless the instructor keeps it unreadable to others; ``--isolation none`` (not root)
+runs kernels as the grader's user, which can read what the grader reads and signal its
+processes -- for trying labs out only.  Verdicts are computed in the worker in every mode.
 """
 
 from utils.grading.api import AnswerError, Effects, call_with_effects, in_student_kernel

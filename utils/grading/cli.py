@@ -39,19 +39,44 @@ def _repo_root() -> Path:
 
 
 def environment(isolation: str) -> tuple[str, str | None]:
-    """``(mode, note)``: ``"full"`` (own user and view) or ``"none"``, and why not full."""
+    """``(mode, note)``: how kernels are caged, and what is missing when not fully.
+
+    ``full``: own user, own view of the files, no network (root with namespaces); ``user``: own
+    unprivileged user only (root without namespaces, e.g. a default Docker container); ``none``:
+    the grader's own user (not root) -- for trying labs out, not for grading a class.
+    """
     from utils.grading.sandbox import isolation_available
 
-    if isolation == "none":
-        return "none", "graded without isolation (--isolation none): the notebook's kernel ran " \
-                       "as the grader's user"
     reason = isolation_available()
-    if reason is None:
-        return "full", None
-    if isolation == "full":
+    if isolation == "none" and os.geteuid() == 0:
+        raise RuntimeError("--isolation none would run students' code as root: use "
+                           "--isolation user (or full)")
+    if isolation == "none" or (isolation == "auto" and os.geteuid() != 0):
+        why = "--isolation none" if isolation == "none" else "the grader does not run as root"
+        return "none", f"graded without isolation ({why}): the notebook's kernel ran as the " \
+                       "grader's user and could read what the grader can"
+    if isolation == "full" and reason is not None:
         raise RuntimeError(f"full isolation is not possible here: {reason}")
-    return "none", f"graded without isolation ({reason}): the notebook's kernel ran as the " \
-                   "grader's user and could read what the grader can"
+    if isolation == "user" or reason is not None:
+        if os.geteuid() != 0:
+            raise RuntimeError("--isolation user needs root (to run kernels as another user)")
+        hidden = [p for p in {os.path.realpath(sys.base_prefix), os.path.realpath(sys.prefix)}
+                  if not _readable_by_anyone(p)]
+        if hidden:
+            raise RuntimeError(
+                f"kernels cannot run as their own user without the private file view: "
+                f"{hidden[0]} is not readable by other users "
+                + (f"(and full isolation is not possible: {reason})" if reason
+                   else "(use --isolation full)"))
+        why = "--isolation user" if isolation == "user" else reason
+        return "user", f"graded with partial isolation ({why}): the notebook's kernel ran as " \
+                       "its own user but saw the machine's files"
+    return "full", None
+
+
+def _readable_by_anyone(path: str) -> bool:
+    """Whether every folder down to ``path`` lets other users in (and ``path`` be read)."""
+    return all(os.stat(p).st_mode & 0o005 == 0o005 for p in [path, *map(str, Path(path).parents)])
 
 
 def _view(repo: Path) -> dict:
@@ -107,10 +132,12 @@ class Batch:
                        "output": output_limit}
         self.disk = disk
         self.users: dict[int, tuple[int, int]] = {}
-        if self.mode == "full":
-            from utils.grading.sandbox import slot_user
+        self.locks: list[int] = []
+        if self.mode in ("full", "user"):
+            from utils.grading.sandbox import claim_users
 
-            self.users = {slot: slot_user(slot) for slot in range(1, jobs + 1)}
+            users, self.locks = claim_users(jobs)
+            self.users = dict(enumerate(users, 1))
             self.view = _view(self.repo)
             self.repo_view_ready()
 
@@ -133,6 +160,10 @@ class Batch:
             home = os.path.join(scratch, "home")
             os.makedirs(home)
             kernel["workdir"] = scratch
+            if self.mode == "user":     # the kernel's own user owns its folder, nothing else
+                os.chmod(scratch, 0o711)
+                os.chown(home, *self.users[slot])
+                kernel.update({"user": list(self.users[slot]), "workdir": home})
         return {
             "student": student, "submission": str(path), "root": str(root) if root else None,
             "solutions": str(self.solutions), "timeout": self.timeout,
@@ -324,6 +355,8 @@ def grade(paths: list[Path], *, solutions_dir: Path | None = None,
                 future.result()
     finally:
         batch.zygote.close()
+        for fd in batch.locks:
+            os.close(fd)
     return _deduplicate([done[k] for k in sorted(done)])
 
 
@@ -353,9 +386,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="address space of a notebook's kernel (default 8G)")
     parser.add_argument("--output-limit", type=_size, default=DEFAULT_OUTPUT,
                         help="bytes a notebook may print (default 2M)")
-    parser.add_argument("--isolation", choices=("auto", "full", "none"), default="auto",
-                        help="full: own user and file view per kernel (needs root); none: run "
-                             "kernels as the grader's user; auto: full when possible")
+    parser.add_argument("--isolation", choices=("auto", "full", "user", "none"), default="auto",
+                        help="full: own user and file view per kernel (root, namespaces); user: "
+                             "own user only (root); none: the grader's user (not as root); "
+                             "auto: the most that is possible here")
     args = parser.parse_args(argv)
     try:
         results = grade(args.submissions, solutions_dir=args.solutions, gradebook=args.gradebook,

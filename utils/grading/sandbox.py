@@ -19,8 +19,9 @@ Run as root (as the grader does in CI), a kernel is started like this (:mod:`.ke
    (``advx-grader-<k>``, created when missing), ``no_new_privs`` set.  After the submission the
    grader kills every process of that user (:func:`sweep`), whatever its process group.
 
-Without root (``isolation="none"``) only the rules apply, in-process: the kernel runs as the
-grader's user and can read what the grader can.  Verdicts are still computed outside the kernel.
+Root without namespaces (``isolation="user"``) keeps steps 1, 3 and 4; without root
+(``isolation="none"``) only the rules apply, in-process, and the kernel runs as the grader's
+user.  Verdicts are computed outside the kernel in every case.
 """
 
 from __future__ import annotations
@@ -65,6 +66,30 @@ def slot_user(slot: int) -> tuple[int, int]:
                        check=False, capture_output=True)
         entry = pwd.getpwnam(name)   # KeyError here: useradd is missing or failed
     return entry.pw_uid, entry.pw_gid
+
+
+def claim_users(count: int) -> tuple[list[tuple[int, int]], list[int]]:
+    """``count`` slot users no other grading run is using now: ``(users, locks)``.
+
+    Each user is held by an exclusive lock on ``/tmp/advx-grader-<k>.lock`` for as long as the
+    returned file descriptors stay open (the grader's lifetime), so two runs on one machine never
+    share a user -- and never kill each other's kernels when they sweep theirs.
+    """
+    import fcntl
+
+    users, locks, slot = [], [], 0
+    while len(users) < count:
+        slot += 1
+        fd = os.open(f"/tmp/{USER_PREFIX}{slot}.lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW,
+                     0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            continue
+        users.append(slot_user(slot))
+        locks.append(fd)
+    return users, locks
 
 
 def processes_of(uid: int) -> list[int]:
