@@ -322,7 +322,8 @@ def grade(paths: list[Path], *, solutions_dir: Path | None = None,
     from utils.grading.worker import PRELOAD
     from utils.grading.zygote import Zygote
 
-    batch.zygote = Zygote(PRELOAD, fresh=True)   # workers fork from a clean interpreter
+    batch.zygote = Zygote(PRELOAD, fresh=True,   # workers fork from a clean interpreter
+                          env=_worker_env(batch.threads))
     slots: queue.Queue = queue.Queue()
     for slot in range(1, jobs + 1):
         slots.put(slot)

@@ -28,7 +28,8 @@ from utils.grading import wire
 class Zygote:
     """A fork server for grading processes (see the module's docstring)."""
 
-    def __init__(self, preload: tuple[str, ...] = (), *, fresh: bool = False):
+    def __init__(self, preload: tuple[str, ...] = (), *, fresh: bool = False,
+                 env: dict | None = None):
         """``fresh``: start the zygote as a new interpreter (nothing of this process's memory
         goes to its children), else fork this process (it must hold nothing secret yet)."""
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -39,7 +40,7 @@ class Zygote:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "utils.grading.zygote", str(theirs.fileno()),
                  json.dumps(list(preload))], pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL,
-                start_new_session=True)
+                stdout=subprocess.DEVNULL, env=env, start_new_session=True)
             pid = self.process.pid
         else:
             _preload(preload)
