@@ -63,5 +63,14 @@ ENTRIES: tuple[Entry, ...] = (
           "lecture 03 student (wide, shallow CNN) distilled from face_blackbox's descriptors"),
     # --- lecture 04: domain adaptation by gradient reversal (utils.domain) --------------------
     # --- lecture 05: GANs and adversarial losses (utils.gans) ---------------------------------
+    Entry("gan_dcgan", "utils.gans.models:dcgan", "utils.gans.recipes:train_dcgan",
+          "lecture 05's DCGAN on Fashion-MNIST (latent 32, non-saturating loss; G and D)",
+          {"steps": 6000, "batch_size": 64, "lr": 2e-4}),
+    Entry("gan_deblur_l1", "utils.gans.pix2pix:deblur_generator", "utils.gans.recipes:train_deblur_net",
+          "lecture 05's de-blurring U-Net trained with L1 alone (the baseline)",
+          {"adversarial_weight": 0.0, "steps": 3000}),
+    Entry("gan_deblur_adv", "utils.gans.pix2pix:deblur_generator", "utils.gans.recipes:train_deblur_net",
+          "lecture 05's de-blurring U-Net trained with L1 + a PatchGAN discriminator (pix2pix)",
+          {"adversarial_weight": 1.0, "steps": 3000}),
     # --- lecture 06: invertible networks (utils.invertible) -----------------------------------
 )
