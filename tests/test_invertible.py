@@ -231,3 +231,51 @@ def test_everything_stays_on_the_gpu(net):
     assert network.reconstruction_error(gpu, x) < 1e-5
     met = metamers.metamers(gpu, x, x.flip(0))
     assert met.device.type == "cuda"
+
+
+# --- the layers that keep the numbers small, and the zoo entries -------------------------------
+
+
+def test_soft_clip_and_scale():
+    clip = blocks.SoftClip(0.5)
+    x = torch.linspace(-100, 100, 1001)
+    assert clip(x).abs().max() <= 0.5 and torch.allclose(clip(torch.tensor([1e-4])), torch.tensor([1e-4]))
+    scale = blocks.Scale(8)
+    assert torch.equal(scale.inverse(scale(x)), x), "a power of two scales exactly"
+    with pytest.raises(ValueError, match="positive"):
+        blocks.SoftClip(0)
+    with pytest.raises(ValueError, match="positive"):
+        blocks.Scale(-1)
+
+
+def test_the_network_never_reaches_four(net):
+    """Centred pixels (|.| <= 1.42) plus 5 soft-clipped additions of at most 0.5 stay below 4."""
+    torch.manual_seed(0)
+    big = network.fashion_invertible()
+    with torch.no_grad():   # saturate every soft clip: huge last layers
+        for m in big.modules():
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                m.weight.normal_(0, 100.0)
+    big.eval()
+    h = torch.rand(8, 1, 28, 28).round()          # black-and-white images: the extremes
+    with torch.no_grad():
+        for layer in big.body.layers[:-1]:           # everything before the final scaling
+            h = layer(h)
+            assert h.abs().max() < 4
+
+
+@pytest.mark.parametrize("name", ["invertible_fashion", "invertible_fashion_ice"])
+def test_zoo_checkpoints_are_small_and_invertible(name):
+    from utils import zoo
+
+    assert zoo.entry(name).path.stat().st_size < 2e6
+    model = zoo.load(name, train_if_missing=False)
+    x = torch.rand(20, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    assert network.reconstruction_error(model, x) < 1e-5
+
+
+def test_metameric_attack_refine_rejects_bad_values(net):
+    images = torch.rand(4, 1, 28, 28)
+    with pytest.raises(ValueError, match="refine"):
+        metamers.metameric_attack(net, images, torch.zeros(4, dtype=torch.long), images,
+                                  torch.zeros(4, dtype=torch.long), refine=-1)
