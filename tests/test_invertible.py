@@ -10,7 +10,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from utils.invertible import blocks, ice, metamers, network
-from utils.invertible.blocks import AdditiveCoupling, SpaceToDepth, depth_to_space, space_to_depth
+from utils.invertible.blocks import (
+    AdditiveCoupling,
+    SpaceToDepth,
+    depth_to_space,
+    space_to_depth,
+)
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -22,7 +27,8 @@ def scrambled(module: nn.Module, seed: int = 0) -> nn.Module:
     with torch.no_grad():
         for m in module.modules():
             if isinstance(m, (nn.Conv2d, nn.Linear)):
-                m.weight.copy_(0.3 * torch.randn(m.weight.shape, generator=g) / m.weight[0].numel() ** 0.5)
+                fan_in = m.weight[0].numel()
+                m.weight.copy_(0.3 * torch.randn(m.weight.shape, generator=g) / fan_in ** 0.5)
                 m.bias.copy_(0.1 * torch.randn(m.bias.shape, generator=g))
             if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
                 m.running_mean.copy_(0.2 * torch.randn(m.running_mean.shape, generator=g))
@@ -239,7 +245,8 @@ def test_everything_stays_on_the_gpu(net):
 def test_soft_clip_and_scale():
     clip = blocks.SoftClip(0.5)
     x = torch.linspace(-100, 100, 1001)
-    assert clip(x).abs().max() <= 0.5 and torch.allclose(clip(torch.tensor([1e-4])), torch.tensor([1e-4]))
+    assert clip(x).abs().max() <= 0.5
+    assert torch.allclose(clip(torch.tensor([1e-4])), torch.tensor([1e-4]))
     scale = blocks.Scale(8)
     assert torch.equal(scale.inverse(scale(x)), x), "a power of two scales exactly"
     with pytest.raises(ValueError, match="positive"):

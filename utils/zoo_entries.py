@@ -66,7 +66,8 @@ ENTRIES: tuple[Entry, ...] = (
     # --- lecture 06: invertible networks (utils.invertible) -----------------------------------
     Entry("invertible_fashion", "utils.invertible.network:fashion_invertible",
           "utils.invertible.recipes:train_cross_entropy",
-          "fully invertible RevNet-style classifier, cross-entropy on its first 10 outputs (lecture 06)",
+          "fully invertible RevNet-style classifier, cross-entropy on its first 10 outputs "
+          "(lecture 06)",
           {"epochs": 3, "lr": 3e-3, "batch_size": 256}),
     Entry("invertible_fashion_ice", "utils.invertible.network:fashion_invertible",
           "utils.invertible.recipes:train_ice",

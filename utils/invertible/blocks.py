@@ -17,7 +17,7 @@ given and raises :class:`ValueError` naming the shape it expects.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -71,12 +71,17 @@ def conv_stack(channels: int, hidden: int, *, bottleneck: bool = False,
     if channels < 1 or hidden < 1:
         raise ValueError(f"channels and hidden must be positive, got {channels} and {hidden}")
     if bottleneck:
-        layers = [nn.BatchNorm2d(channels, eps=BN_EPS), nn.ReLU(), nn.Conv2d(channels, hidden, 1),
-                  nn.BatchNorm2d(hidden, eps=BN_EPS), nn.ReLU(), nn.Conv2d(hidden, hidden, 3, padding=1),
-                  nn.BatchNorm2d(hidden, eps=BN_EPS), nn.ReLU(), nn.Conv2d(hidden, channels, 1)]
+        layers = [nn.BatchNorm2d(channels, eps=BN_EPS), nn.ReLU(),
+                  nn.Conv2d(channels, hidden, 1),
+                  nn.BatchNorm2d(hidden, eps=BN_EPS), nn.ReLU(),
+                  nn.Conv2d(hidden, hidden, 3, padding=1),
+                  nn.BatchNorm2d(hidden, eps=BN_EPS), nn.ReLU(),
+                  nn.Conv2d(hidden, channels, 1)]
     else:
-        layers = [nn.BatchNorm2d(channels, eps=BN_EPS), nn.ReLU(), nn.Conv2d(channels, hidden, 3, padding=1),
-                  nn.BatchNorm2d(hidden, eps=BN_EPS), nn.ReLU(), nn.Conv2d(hidden, channels, 3, padding=1)]
+        layers = [nn.BatchNorm2d(channels, eps=BN_EPS), nn.ReLU(),
+                  nn.Conv2d(channels, hidden, 3, padding=1),
+                  nn.BatchNorm2d(hidden, eps=BN_EPS), nn.ReLU(),
+                  nn.Conv2d(hidden, channels, 3, padding=1)]
     nn.init.zeros_(layers[-1].weight)
     nn.init.zeros_(layers[-1].bias)
     return nn.Sequential(*layers, SoftClip(bound))
@@ -124,14 +129,14 @@ class AdditiveCoupling(nn.Module):
 
     @classmethod
     def conv(cls, channels: int, hidden: int, *, bottleneck: bool = False,
-             bound: float = 1.0) -> "AdditiveCoupling":
+             bound: float = 1.0) -> AdditiveCoupling:
         """A block on images with ``channels`` channels, F and G :func:`conv_stack`."""
         half = channels // 2
         return cls(conv_stack(half, hidden, bottleneck=bottleneck, bound=bound),
                    conv_stack(half, hidden, bottleneck=bottleneck, bound=bound), channels)
 
     @classmethod
-    def dense(cls, features: int, hidden: int, *, bound: float = 1.0) -> "AdditiveCoupling":
+    def dense(cls, features: int, hidden: int, *, bound: float = 1.0) -> AdditiveCoupling:
         """A block on vectors of ``features`` numbers, F and G :func:`dense_stack`."""
         half = features // 2
         return cls(dense_stack(half, hidden, bound=bound), dense_stack(half, hidden, bound=bound),

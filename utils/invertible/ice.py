@@ -26,7 +26,8 @@ import torch.nn.functional as F
 from torch import nn
 
 
-def nuisance_classifier(nuisance: int = 774, num_classes: int = 10, hidden: int = 256) -> nn.Sequential:
+def nuisance_classifier(nuisance: int = 774, num_classes: int = 10,
+                        hidden: int = 256) -> nn.Sequential:
     """``D``: a two-layer perceptron that reads the class from the nuisance variables."""
     return nn.Sequential(nn.Linear(nuisance, hidden), nn.ReLU(), nn.Linear(hidden, num_classes))
 

@@ -31,7 +31,8 @@ from utils.training import predict
 def _check_batch(name: str, images, shape) -> None:
     if not torch.is_tensor(images) or images.dim() != 4 or tuple(images.shape[1:]) != tuple(shape):
         got = tuple(images.shape) if torch.is_tensor(images) else type(images).__name__
-        raise ValueError(f"{name} must be images of shape (N, {', '.join(map(str, shape))}), got {got}")
+        expected = ", ".join(map(str, shape))
+        raise ValueError(f"{name} must be images of shape (N, {expected}), got {got}")
 
 
 def metamers(net: InvertibleClassifier, logits_from: torch.Tensor, nuisance_from: torch.Tensor, *,
@@ -137,7 +138,10 @@ def metamer_study(net: InvertibleClassifier, judge: torch.nn.Module, images: tor
     p = torch.bincount(y_b, minlength=classes).double() / n_pairs
     to_a = (met - images[a]).flatten(1).norm(dim=1)
     to_b = (met - images[b]).flatten(1).norm(dim=1)
-    count = lambda mask: int(mask.sum())  # noqa: E731
+
+    def count(mask: torch.Tensor) -> int:
+        return int(mask.sum())
+
     return MetamerStudy(
         n=n_pairs,
         clamped=clamp,

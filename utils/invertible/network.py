@@ -25,7 +25,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from utils.invertible.blocks import AdditiveCoupling, Flatten, Normalize, Scale, SpaceToDepth
+from utils.invertible.blocks import (
+    AdditiveCoupling,
+    Flatten,
+    Normalize,
+    Scale,
+    SpaceToDepth,
+)
 
 # Pixels in [0, 1] become (x - 0.5) / 0.353, within +-1.42: centred, so that the largest number
 # in the network stays as small as it can (rounding errors are relative to it).  Every block adds
@@ -46,8 +52,9 @@ class InvertibleSequential(nn.Module):
         super().__init__()
         for layer in layers:
             if not callable(getattr(layer, "inverse", None)):
-                raise ValueError(f"{type(layer).__name__} has no inverse(): every layer of an "
-                                 "InvertibleSequential must be invertible")
+                raise ValueError(  # noqa: TRY004 (the kit's rule: bad input is a ValueError)
+                    f"{type(layer).__name__} has no inverse(): every layer of an "
+                    "InvertibleSequential must be invertible")
         self.layers = nn.ModuleList(layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -82,8 +89,8 @@ class InvertibleClassifier(nn.Module):
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """``z = (z_s, z_n)`` for images ``x`` of shape ``(N, *input_shape)``."""
         if not torch.is_tensor(x) or tuple(x.shape[1:]) != self.input_shape or x.dim() != 4:
-            raise ValueError(f"expected images of shape (N, {', '.join(map(str, self.input_shape))})"
-                             f", got {_shape(x)}")
+            expected = ", ".join(map(str, self.input_shape))
+            raise ValueError(f"expected images of shape (N, {expected}), got {_shape(x)}")
         return self.body(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -137,7 +144,8 @@ def fashion_invertible(num_classes: int = 10, hidden: tuple[int, int, int] = (16
 
 
 @torch.no_grad()
-def encode(net: InvertibleClassifier, images: torch.Tensor, *, batch_size: int = 1000) -> torch.Tensor:
+def encode(net: InvertibleClassifier, images: torch.Tensor, *,
+           batch_size: int = 1000) -> torch.Tensor:
     """``net.encode`` of many images, in batches, with the net in eval mode (BN's running stats)."""
     from utils.training import evaluating
 
@@ -147,7 +155,8 @@ def encode(net: InvertibleClassifier, images: torch.Tensor, *, batch_size: int =
 
 
 @torch.no_grad()
-def decode(net: InvertibleClassifier, codes: torch.Tensor, *, batch_size: int = 1000) -> torch.Tensor:
+def decode(net: InvertibleClassifier, codes: torch.Tensor, *,
+           batch_size: int = 1000) -> torch.Tensor:
     """``net.inverse`` of many codes, in batches, with the net in eval mode."""
     from utils.training import evaluating
 

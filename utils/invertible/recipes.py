@@ -12,8 +12,15 @@ import torch
 from utils.data import fashion_mnist
 from utils.invertible.ice import ice_step, nuisance_classifier
 from utils.invertible.network import InvertibleClassifier, reconstruction_error
-from utils.training import (Batches, accuracy, cross_entropy_loss, fit, make_optimiser,
-                            make_schedule, train)
+from utils.training import (
+    Batches,
+    accuracy,
+    cross_entropy_loss,
+    fit,
+    make_optimiser,
+    make_schedule,
+    train,
+)
 
 
 def _report(net: InvertibleClassifier, device) -> None:
