@@ -11,8 +11,8 @@ Imports run one way (``tests/test_architecture.py`` checks it):
   evolution), :mod:`~utils.transforms` (blur, EOT transformations), :mod:`~utils.attribution`,
   :mod:`~utils.viz`, :mod:`~utils.tables`;
 - one **topic package** per lecture, using the core only: :mod:`utils.fooling` (02),
-  :mod:`utils.faces` (03), :mod:`utils.domain` (04), :mod:`utils.gans` (05),
-  :mod:`utils.invertible` (06);
+  :mod:`utils.faces` (03), :mod:`utils.gans` (05), :mod:`utils.invertible` (06)
+  (lecture 04's ``utils.domain`` is still to come);
 - **course tooling**: :mod:`~utils.labs` (labs from solutions), :mod:`~utils.grading`.
 """
 
