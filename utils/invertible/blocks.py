@@ -22,6 +22,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from utils import models
+
 Function = Callable[[torch.Tensor], torch.Tensor]
 
 # Batch norm divides by sqrt(variance + eps).  PyTorch's eps of 1e-5 lets a feature that hardly
@@ -210,16 +212,8 @@ class SpaceToDepth(nn.Module):
         return f"channels={self.channels}, r={self.r}"
 
 
-class Normalize(nn.Module):
-    """``(x - mean) / std`` per channel, and back: the images stay in [0, 1] outside the net."""
-
-    def __init__(self, mean, std):
-        super().__init__()
-        self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
-        self.register_buffer("std", torch.as_tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return (x - self.mean) / self.std
+class Normalize(models.Normalize):
+    """The core's ``(x - mean) / std`` layer, and back: the images stay in [0, 1] outside the net."""
 
     def inverse(self, y: torch.Tensor) -> torch.Tensor:
         return y * self.std + self.mean
