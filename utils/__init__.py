@@ -17,7 +17,14 @@ Imports run one way (``tests/test_architecture.py`` checks it):
 - **course tooling**: :mod:`~utils.labs` (labs from solutions), :mod:`~utils.grading`.
 """
 
-from utils.session import pick_device, setup
+import os
+
+# OpenMP threads that spin while they wait for a busy CPU make small-batch torch work many times
+# slower on a shared or loaded machine (measured: 6-25x on 2 cores); sleeping costs little on a
+# quiet one.  Set before torch loads; an explicit OMP_WAIT_POLICY in the environment wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from utils.session import pick_device, setup  # noqa: E402
 
 __all__ = ["setup", "pick_device"]
 __version__ = "0.2.0"

@@ -47,3 +47,42 @@ def fast_adversarial(model: nn.Module, device: torch.device, *, eps: float, epoc
     test_images, test_labels = fashion_mnist("test", device=device)
     print(f"  clean test accuracy: {accuracy(model, test_images, test_labels):.4f}")
     return model
+
+
+def defensive_distillation(model: nn.Module, device: torch.device, *, teacher: str,
+                           temperature: float, epochs: int, lr: float, batch_size: int = 128,
+                           seed: int = 0) -> nn.Module:
+    """Defensive distillation (Papernot et al. 2016): learn the teacher's softened answers.
+
+    The student is trained on ``softmax(teacher(x) / T)`` with its own logits divided by the same
+    ``T``; it is then used at ``T = 1``.  Its logits come out about ``T`` times larger than a
+    normal network's, so its softmax saturates and the cross-entropy gradient that FGSM and PGD
+    follow is (numerically) zero -- the defence hides the gradient, it does not move the decision
+    boundary.  Lecture 01 shows it falling to the same attack run on ``logits / T``.
+    """
+    import torch.nn.functional as F
+
+    from utils import zoo
+    from utils.training import Batches, train
+
+    if temperature <= 0:
+        raise ValueError(f"temperature must be positive, got {temperature}")
+    images, labels = fashion_mnist("train")
+    source = zoo.load(teacher, device)
+    with torch.no_grad():
+        soft = torch.cat([F.softmax(source(chunk.to(device)) / temperature, dim=1).cpu()
+                          for chunk in images.split(1024)])
+    agree = float((soft.argmax(1) == labels).float().mean())
+    print(f"  the teacher {teacher} agrees with the labels on {agree:.4f} of the training set")
+
+    def loss_fn(net, batch, p):
+        x, target = batch
+        return -(target * F.log_softmax(net(x) / temperature, dim=1)).sum(1).mean()
+
+    data = Batches(images, soft, batch_size=batch_size, seed=seed, device=device)
+    train(model, loss_fn, data, epochs=epochs, lr=lr, seed=seed, device=device,
+          description=f"defensive distillation, T = {temperature:g}")
+    model.eval()
+    test_images, test_labels = fashion_mnist("test", device=device)
+    print(f"  test accuracy at T = 1: {accuracy(model, test_images, test_labels):.4f}")
+    return model

@@ -35,6 +35,11 @@ ENTRIES: tuple[Entry, ...] = (
     Entry("fashion_cnn_adv", "utils.models:fashion_cnn_adv", "utils.recipes:fast_adversarial",
           "3-block CNN adversarially trained (fast FGSM, eps 0.125): lecture 01's defence",
           {"eps": 0.125, "epochs": 3, "lr": 3e-3}),
+    Entry("fashion_cnn_distilled", "utils.models:fashion_cnn",
+          "utils.recipes:defensive_distillation",
+          "fashion_cnn's architecture distilled from fashion_cnn at T = 20: lecture 01's "
+          "gradient-masking defence",
+          {"teacher": "fashion_cnn", "temperature": 20.0, "epochs": 4, "lr": 2e-3}),
     # --- lecture 02: five architectures, the stand-ins for the noise article's five networks -
     Entry("fashion_mlp", "utils.models:fashion_mlp", _CLASSIFIER,
           "multilayer perceptron, 784-256-128-10 (lecture 02's zoo)", {"epochs": 3, "lr": 2e-3}),
