@@ -82,5 +82,23 @@ ENTRIES: tuple[Entry, ...] = (
           "lecture 04 failure case: DANN with a label-shifted unlabelled target (classes 5-9 rare)",
           {**_DOMAIN, "lambda_max": 1.0}),
     # --- lecture 05: GANs and adversarial losses (utils.gans) ---------------------------------
+    Entry("gan_dcgan", "utils.gans.models:dcgan", "utils.gans.recipes:train_dcgan",
+          "lecture 05's DCGAN on Fashion-MNIST (latent 32, non-saturating loss; G and D)",
+          {"steps": 6000, "batch_size": 64, "lr": 2e-4}),
+    Entry("gan_deblur_l1", "utils.gans.pix2pix:deblur_generator", "utils.gans.recipes:train_deblur_net",
+          "lecture 05's de-blurring U-Net trained with L1 alone (the baseline)",
+          {"adversarial_weight": 0.0, "steps": 3000}),
+    Entry("gan_deblur_adv", "utils.gans.pix2pix:deblur_generator", "utils.gans.recipes:train_deblur_net",
+          "lecture 05's de-blurring U-Net trained with L1 + a PatchGAN discriminator (pix2pix)",
+          {"adversarial_weight": 1.0, "steps": 3000}),
     # --- lecture 06: invertible networks (utils.invertible) -----------------------------------
+    Entry("invertible_fashion", "utils.invertible.network:fashion_invertible",
+          "utils.invertible.recipes:train_cross_entropy",
+          "fully invertible RevNet-style classifier, cross-entropy on its first 10 outputs "
+          "(lecture 06)",
+          {"epochs": 3, "lr": 3e-3, "batch_size": 256}),
+    Entry("invertible_fashion_ice", "utils.invertible.network:fashion_invertible",
+          "utils.invertible.recipes:train_ice",
+          "the same invertible classifier trained with independence cross-entropy (lecture 06)",
+          {"epochs": 3, "lr": 3e-3, "batch_size": 256, "weight": 0.5}),
 )
