@@ -26,6 +26,8 @@ class Entry:
 
 
 _CLASSIFIER = "utils.recipes:fashion_classifier"
+_DOMAIN = {"steps": 9000, "batch_size": 64, "optimiser": "adam", "lr": 1e-3, "weight_decay": 5e-4,
+           "seed": 0}
 
 ENTRIES: tuple[Entry, ...] = (
     # --- lectures 00 and 01: the CNN everyone attacks, and its adversarially trained twin ------
@@ -67,6 +69,23 @@ ENTRIES: tuple[Entry, ...] = (
           "utils.faces.recipes:distill_student",
           "lecture 03 student (wide, shallow CNN) distilled from face_blackbox's descriptors"),
     # --- lecture 04: domain adaptation by gradient reversal (utils.domain) --------------------
+    # one architecture, optimiser and length for all; settings chosen on target validation
+    Entry("domain_source_only", "utils.domain.models:domain_net", "utils.domain.recipes:source_only",
+          "lecture 04: CNN trained on Fashion-MNIST only (the no-adaptation baseline)",
+          {**_DOMAIN}),
+    Entry("domain_dann", "utils.domain.models:domain_net", "utils.domain.recipes:dann",
+          "lecture 04: the same CNN trained by DANN (Fashion-MNIST + unlabelled Fashion-M)",
+          {**_DOMAIN, "lambda_max": 1.0}),
+    Entry("domain_oracle", "utils.domain.models:domain_net", "utils.domain.recipes:oracle",
+          "lecture 04: the same CNN trained on labelled Fashion-M (the target oracle)",
+          {**_DOMAIN}),
+    Entry("domain_dann_lambda0", "utils.domain.models:domain_net", "utils.domain.recipes:dann",
+          "lecture 04 ablation: DANN with lambda = 0 (target images reach batch norm, no reversal)",
+          {**_DOMAIN, "lambda_max": 0.0}),
+    Entry("domain_dann_label_shift", "utils.domain.models:domain_net",
+          "utils.domain.recipes:dann_label_shift",
+          "lecture 04 failure case: DANN with a label-shifted unlabelled target (classes 5-9 rare)",
+          {**_DOMAIN, "lambda_max": 1.0}),
     # --- lecture 05: GANs and adversarial losses (utils.gans) ---------------------------------
     Entry("gan_dcgan", "utils.gans.models:dcgan", "utils.gans.recipes:train_dcgan",
           "lecture 05's DCGAN on Fashion-MNIST (latent 32, non-saturating loss; G and D)",

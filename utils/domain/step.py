@@ -1,0 +1,89 @@
+"""One DANN training step, the thing lecture 04 teaches; :func:`utils.training.fit` runs it.
+
+On a balanced batch (``n`` labelled source images, ``m`` unlabelled target images) the step
+minimises
+
+    label loss  = cross-entropy of G_y(G_f(x_s)) against y_s          (source only)
+    domain loss = logistic loss of G_d(GRL(G_f(x))) against d          (both domains, d = 1 for target)
+
+as one sum.  The gradient reversal layer makes that single descent a saddle-point step: G_y
+and G_d descend their losses, while G_f descends the label loss and *ascends* lambda times the
+domain loss.  Both domains go through the feature extractor in one forward pass, so batch norm
+sees the mixed batch -- the same mixture its running statistics hold at test time.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from utils.domain.grl import check_lambda, grad_reverse
+from utils.domain.schedules import dann_lambda
+
+
+def check_batch(batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(source_x, source_y, target_x)`` checked: same image shape, one label per source image."""
+    if not isinstance(batch, (tuple, list)) or len(batch) != 3:
+        raise ValueError("a DANN batch is a tuple (source_x, source_y, target_x), e.g. from "
+                         "utils.domain.data.PairedBatches")
+    xs, ys, xt = batch
+    if not all(torch.is_tensor(t) for t in batch):
+        raise ValueError("source_x, source_y and target_x must be tensors")
+    if xs.ndim != 4 or xs.shape[1:] != xt.shape[1:]:
+        raise ValueError(f"source and target images must be (N, C, H, W) with the same C, H, W; "
+                         f"got {tuple(xs.shape)} and {tuple(xt.shape)} (make grey images colour "
+                         "with utils.domain.data.to_rgb)")
+    if ys.ndim != 1 or len(ys) != len(xs) or ys.dtype != torch.int64:
+        raise ValueError(f"source_y must be int64 labels, one per source image: got "
+                         f"{tuple(ys.shape)} {ys.dtype} for {len(xs)} images")
+    return xs, ys, xt
+
+
+def dann_loss(model, batch, lambda_) -> tuple[torch.Tensor, dict]:
+    """The DANN objective on one batch (label loss + domain loss through the GRL) and metrics.
+
+    ``model`` has ``features``, ``classifier`` and ``domain`` (a :class:`~utils.domain.models.DANNNet`).
+    """
+    xs, ys, xt = check_batch(batch)
+    check_lambda(lambda_)
+    features = model.features(torch.cat([xs, xt]))
+    class_logits = model.classifier(features[:len(xs)])
+    domain_logits = model.domain(grad_reverse(features, lambda_)).squeeze(1)
+    is_target = torch.cat([torch.zeros(len(xs), device=xs.device),
+                           torch.ones(len(xt), device=xs.device)])
+    label_loss = F.cross_entropy(class_logits, ys)
+    domain_loss = F.binary_cross_entropy_with_logits(domain_logits, is_target)
+    metrics = {
+        "label_loss": label_loss.detach(),
+        "domain_loss": domain_loss.detach(),
+        "label_acc": (class_logits.argmax(1) == ys).float().mean(),
+        "domain_acc": ((domain_logits > 0).float() == is_target).float().mean(),
+        "lambda": lambda_,
+    }
+    return label_loss + domain_loss, metrics
+
+
+def dann_step(model, optimiser, batch, lambda_) -> dict:
+    """One training step on ``batch = (source_x, source_y, target_x)``; returns its metrics."""
+    model.train()
+    loss, metrics = dann_loss(model, batch, lambda_)
+    optimiser.zero_grad(set_to_none=True)
+    loss.backward()
+    optimiser.step()
+    return metrics
+
+
+def make_dann_step(model, optimiser, *, lambda_schedule: Callable[[float], float] = dann_lambda,
+                   scheduler=None):
+    """A ``step(batch, p)`` for :func:`utils.training.fit`: λ follows ``lambda_schedule(p)``,
+    and ``scheduler`` (e.g. the paper's learning-rate annealing) steps after every batch."""
+
+    def step(batch, p):
+        metrics = dann_step(model, optimiser, batch, lambda_schedule(p))
+        if scheduler is not None:
+            scheduler.step()
+        return metrics
+
+    return step
