@@ -33,6 +33,7 @@ from utils.faces.game import SIZE, PairSet
 from utils.faces.recipes import load_students
 from utils.faces.rule import guard, is_valid, project_ssim, to_uint8
 from utils.faces.scoring import score_images
+from utils.stats import t_interval
 from utils.transforms import gaussian_blur
 
 def _target_points(targets_desc: torch.Tensor, mode: str, generator: torch.Generator | None):
@@ -368,20 +369,14 @@ def paired_differences(rows: Sequence[dict], reference: int = 0, *,
     """Per row of :func:`run_ladder`: the mean over pair sets of (row's score - reference row's
     score) on the same pair sets, with a Student-t confidence interval.  A positive interval
     means the row is reliably *worse* (higher score) than the reference."""
-    from scipy import stats
-
     base = np.asarray(rows[reference]["per_set"])
     out = []
     for row in rows:
         diff = np.asarray(row["per_set"]) - base
-        n = len(diff)
-        spread = diff.std(ddof=1) / np.sqrt(n) if n > 1 else math.nan
-        half = stats.t.ppf(0.5 + confidence / 2, n - 1) * spread if n > 1 else math.nan
-        mean = float(diff.mean())
+        mean, low, high = t_interval(diff.tolist(), confidence)
         out.append({"rung": row["rung"], "score": row["score"], "difference": mean,
-                    "low": mean - half, "high": mean + half, "sets": n,
-                    "reliably worse": bool(mean - half > 0),
-                    "reliably better": bool(mean + half < 0)})
+                    "low": low, "high": high, "sets": len(diff),
+                    "reliably worse": bool(low > 0), "reliably better": bool(high < 0)})
     return out
 
 

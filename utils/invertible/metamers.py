@@ -19,12 +19,12 @@ looks like B: the network is *excessively invariant* to everything outside its 1
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 
 from utils.invertible.network import InvertibleClassifier, decode, encode
+from utils.stats import Share, wilson_interval  # noqa: F401  (re-exported: metamers.Share)
 from utils.training import predict
 
 
@@ -69,34 +69,6 @@ def sample_pairs(labels: torch.Tensor, n: int, *, generator: torch.Generator | N
     return torch.cat(found_a)[:n], torch.cat(found_b)[:n]
 
 
-def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """The Wilson score interval of a proportion (95 % for ``z = 1.96``)."""
-    if n <= 0:
-        raise ValueError(f"n must be positive, got {n}")
-    p = successes / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
-
-
-@dataclass
-class Share:
-    """A proportion with its 95 % Wilson interval."""
-
-    successes: int
-    n: int
-
-    @property
-    def value(self) -> float:
-        return self.successes / self.n
-
-    @property
-    def interval(self) -> tuple[float, float]:
-        return wilson_interval(self.successes, self.n)
-
-    def __str__(self) -> str:
-        low, high = self.interval
-        return f"{self.value:.3f} [{low:.3f}, {high:.3f}]"
 
 
 @dataclass
