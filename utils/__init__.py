@@ -12,8 +12,8 @@ Imports run one way (``tests/test_architecture.py`` checks it):
   :mod:`~utils.viz`, :mod:`~utils.tables`, :mod:`~utils.stats` (intervals), :mod:`~utils.text`
   (adversarial text: prose-or-code lines, greedy character edits);
 - one **topic package** per lecture, using the core only: :mod:`utils.fooling` (02),
-  :mod:`utils.faces` (03), :mod:`utils.gans` (05), :mod:`utils.invertible` (06)
-  (lecture 04's ``utils.domain`` is still to come);
+  :mod:`utils.faces` (03), :mod:`utils.domain` (04), :mod:`utils.gans` (05),
+  :mod:`utils.invertible` (06);
 - **course tooling**: :mod:`~utils.labs` (labs from solutions), :mod:`~utils.grading`.
 """
 
