@@ -67,7 +67,7 @@ def main() -> None:
         ("MI-FGSM", lambda: attacks.mifgsm(model, x, y, eps=eps, alpha=alpha, steps=steps),
          torchattacks.MIFGSM(model, eps=eps, alpha=alpha, steps=steps, decay=1.0)),
         ("CW-L2 (c=1, 50 steps)", lambda: attacks.cw_l2(model, x, y, c=1.0, kappa=0.0, steps=50,
-                                                        lr=0.01, binary_search_steps=1),
+                                                        lr=0.01, search_steps=1),
          torchattacks.CW(model, c=1.0, kappa=0.0, steps=50, lr=0.01)),
     ]
 
@@ -107,8 +107,8 @@ def main() -> None:
         for stop in (False, True):
             g = torch.Generator().manual_seed(args.seed)
             start = time.perf_counter()
-            adv, stats = attacks.pgd(model, x, y, eps=eps, alpha=alpha, steps=steps_here,
-                                     generator=g, early_stop=stop, return_stats=True)
+            adv, stats = attacks.pgd_stats(model, x, y, eps=eps, alpha=alpha, steps=steps_here,
+                                           generator=g, early_stop=stop)
             seconds = time.perf_counter() - start
             with torch.no_grad():
                 success = (model(adv).argmax(1) != y).float().mean().item()

@@ -31,7 +31,7 @@ def main() -> None:
     print(f"{len(pairs)} pair sets (seed {args.seed}) on {device.type}; black box: {blackbox!r}")
     print(f"{'rung':44s} {'score':>7s} {'mean SSIM':>9s} {'min SSIM':>8s} {'valid':>5s} "
           f"{'queries':>8s} {'time s':>7s}")
-    for name, run in faces.ladder_rungs(students, weights):
+    for name, run in faces.ladder_rungs(list(zip(students, weights))):
         start = time.perf_counter()
         (row,) = faces.run_ladder(blackbox, pairs, [(name, run)], device=device, progress=False)
         seconds = time.perf_counter() - start

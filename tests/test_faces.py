@@ -157,19 +157,18 @@ def test_leaderboard_ranks_and_keeps_rejected(tmp_path, box):
 
 
 def test_attack_keeps_the_rule_and_counts_queries(box):
-    student = faces.BlackBox  # noqa: F841 (the students here are plain networks)
     net = tiny_network()
     for p in net.parameters():
         p.requires_grad_(False)
     sources, targets = faces.pair_sets(1, 2)[0].images()
     before = box.queries
-    result = faces.attack(box, sources, targets, [net], steps=3, keep_if_better=True,
+    result = faces.attack_stats(box, sources, targets, [net], steps=3, keep_if_better=True,
                           boundary=True, target_mode="combos",
                           generator=torch.Generator().manual_seed(0))
     assert result.queries == box.queries - before == 5 + 5 + 3 * 5
     assert (faces.ssim_uint8(result.images, sources) >= faces.SSIM_LIMIT).all()
-    polished = faces.de_polish(box, sources, result.images, targets, [net], pixels=4,
-                               population=4, generations=1,
+    polished = faces.de_polish_stats(box, sources, result.images, targets, [(net, 1.0)],
+                                     pixels=4, population=4, steps=1,
                                generator=torch.Generator().manual_seed(0))
     assert polished.queries == 5 + 5 * 4 * 2
     assert (faces.ssim_uint8(polished.images, sources) >= faces.SSIM_LIMIT).all()
@@ -182,3 +181,32 @@ def test_fast_ssim_matches_the_scorers():
         noisy = (sources + std * torch.randn(sources.shape, generator=g)).clamp(0, 1)
         assert torch.allclose(faces.ssim_fast(noisy, sources), faces.ssim_uint8(noisy, sources),
                               atol=1e-5)
+
+
+def test_attack_returns_a_tensor_and_accepts_the_old_spellings(box):
+    net = tiny_network()
+    sources, targets = faces.pair_sets(1, 2)[0].images()
+    images = faces.attack(box, sources, targets, net, steps=1, alpha=2 / 255)
+    assert isinstance(images, torch.Tensor) and images.shape == sources.shape
+    with pytest.warns(DeprecationWarning):
+        old = faces.attack(box, sources, targets, [net], steps=1, eps=2 / 255, weights=[1.0])
+    assert torch.equal(old, images)
+    with pytest.raises(ValueError, match="alpha"):
+        faces.attack(box, sources, targets, net, steps=1, alpha=0)
+
+
+def test_paired_differences_give_intervals_on_the_same_pair_sets():
+    rows = [{"rung": "full", "score": 0.5, "per_set": [0.5, 0.6, 0.4, 0.5]},
+            {"rung": "worse", "score": 0.6, "per_set": [0.6, 0.7, 0.5, 0.61]},
+            {"rung": "noise", "score": 0.5, "per_set": [0.6, 0.5, 0.4, 0.5]}]
+    table = faces.paired_differences(rows)
+    assert table[0]["difference"] == 0 and not table[0]["reliably worse"]
+    assert table[1]["reliably worse"] and table[1]["low"] > 0
+    assert not table[2]["reliably worse"] and not table[2]["reliably better"]
+    assert table[2]["low"] < 0 < table[2]["high"]
+
+
+def test_ablation_variants_each_drop_one_idea():
+    names = [name for name, _ in faces.ablation_rungs([tiny_network(), tiny_network()])]
+    assert names[0] == "full pipeline" and len(names) == len(set(names)) == 8
+    assert all(name.startswith("- ") for name in names[1:])

@@ -1,17 +1,22 @@
 """Adversarial X: the shared library every notebook of the course imports.
 
-One module per idea:
+Imports run one way (``tests/test_architecture.py`` checks it):
 
-- :mod:`utils.session`  -- the first cell of every notebook (seeds, device, plots, versions)
-- :mod:`utils.data`     -- Fashion-MNIST, Olivetti faces, Fashion-M and noise images, offline-first
-- :mod:`utils.models`   -- the network architectures the course trains
-- :mod:`utils.training` -- the training loops behind the checkpoint recipes
-- :mod:`utils.zoo`      -- the checkpoint registry: load, verify, or train by recipe
-- :mod:`utils.labs`     -- generates ``labs/`` from ``solutions/``
-- :mod:`utils.grading`  -- grades submitted labs into a gradebook
+- the **core**, which never imports a lecture: :mod:`~utils.session` (the first cell of every
+  notebook), :mod:`~utils.paths` (where files live, the one atomic write), :mod:`~utils.data`
+  (data sets, offline-first), :mod:`~utils.models` (blocks and the Fashion-MNIST classifiers),
+  :mod:`~utils.training` (the one training loop), :mod:`~utils.recipes` (the core's zoo
+  recipes), :mod:`~utils.zoo` + :mod:`~utils.zoo_entries` (the checkpoint registry),
+  :mod:`~utils.attacks` (one attack vocabulary, the input-optimisation loop, differential
+  evolution), :mod:`~utils.transforms` (blur, EOT transformations), :mod:`~utils.attribution`,
+  :mod:`~utils.viz`, :mod:`~utils.tables`;
+- one **topic package** per lecture, using the core only: :mod:`utils.fooling` (02),
+  :mod:`utils.faces` (03), :mod:`utils.gans` (05), :mod:`utils.invertible` (06)
+  (lecture 04's ``utils.domain`` is still to come);
+- **course tooling**: :mod:`~utils.labs` (labs from solutions), :mod:`~utils.grading`.
 """
 
-from utils.session import setup, pick_device
+from utils.session import pick_device, setup
 
 __all__ = ["setup", "pick_device"]
-__version__ = "0.1.0"
+__version__ = "0.2.0"

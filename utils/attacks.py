@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import warnings
 from dataclasses import dataclass
 from numbers import Real
 from typing import Sequence, Union
@@ -53,9 +54,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from utils.transforms import RandomTransform
+from utils.transforms import uniform as _rand
+
 __all__ = [
-    "AttackStats", "RandomTransform", "frozen", "ensemble_logits",
-    "fgsm", "pgd", "mifgsm", "fgvm", "cw_l2", "szegedy", "lbfgs", "eot_pgd", "one_pixel",
+    "AttackStats", "RandomTransform", "frozen", "ensemble_logits", "ensemble_members",
+    "sign_step", "value_step", "optimise_input", "differential_evolution",
+    "fgsm", "pgd", "pgd_stats", "mifgsm", "fgvm", "cw_l2", "szegedy", "lbfgs", "eot_pgd",
+    "one_pixel",
 ]
 
 ModelLike = Union[nn.Module, Sequence[nn.Module], Sequence[tuple[nn.Module, float]]]
@@ -96,6 +102,9 @@ def _members(model: ModelLike) -> list[tuple[nn.Module, float]]:
     if total <= 0:
         raise ValueError("the ensemble's weights sum to 0; give at least one positive weight")
     return [(module, weight / total) for module, weight in members]
+
+
+ensemble_members = _members   # public name, for topics that take ensembles the same way
 
 
 def ensemble_logits(model: ModelLike, x: torch.Tensor) -> torch.Tensor:
@@ -255,14 +264,6 @@ def _norms(t: torch.Tensor) -> torch.Tensor:
     return t.flatten(1).norm(dim=1)
 
 
-def _rand(shape, generator: torch.Generator | None, like: torch.Tensor, *,
-          normal: bool = False) -> torch.Tensor:
-    """Uniform [0, 1) (or standard normal) numbers from ``generator``, on ``like``'s device."""
-    device = generator.device if generator is not None else like.device
-    sample = torch.randn if normal else torch.rand
-    return sample(shape, generator=generator, device=device, dtype=like.dtype).to(like.device)
-
-
 def _gain(logits: torch.Tensor, y: torch.Tensor, targeted: bool) -> torch.Tensor:
     """Per-image objective the attacker climbs: CE to the label, or minus CE to the target."""
     loss = F.cross_entropy(logits, y, reduction="none")
@@ -289,9 +290,22 @@ def _project(delta: torch.Tensor, eps: float, norm: str) -> torch.Tensor:
     return delta * _view(scale, delta)
 
 
+def sign_step(grad: torch.Tensor) -> torch.Tensor:
+    """FGSM's direction: the sign of the gradient, every pixel moves by the same amount."""
+    return grad.sign()
+
+
+def value_step(grad: torch.Tensor, clip: float = 2.0) -> torch.Tensor:
+    """FGVM's direction: the gradient over its per-image standard deviation, clipped to
+    ``[-clip, clip]`` (the face competition's ``clamp(g / std(g), -2, 2)``); keeps the
+    gradient's relative sizes where the sign throws them away."""
+    spread = grad.flatten(1).std(1).clamp_min(1e-12)
+    return (grad / _view(spread, grad)).clamp(-clip, clip)
+
+
 def _step(grad: torch.Tensor, alpha: float, norm: str) -> torch.Tensor:
     if norm == "linf":
-        return alpha * grad.sign()
+        return alpha * sign_step(grad)
     return grad * _view(alpha / _norms(grad).clamp_min(1e-12), grad)
 
 
@@ -356,14 +370,14 @@ def fgsm(model: ModelLike, x: torch.Tensor, y: torch.Tensor | None = None, *, ep
         grad, _ = _input_grad(problem, start, problem.y)
         step = eps if alpha is None and not random_start else (
             1.25 * eps if alpha is None else float(alpha))
-        adv = start + step * grad.sign()
+        adv = start + step * sign_step(grad)
     return _finish(problem, x, adv, eps)
 
 
 def pgd(model: ModelLike, x: torch.Tensor, y: torch.Tensor | None = None, *, eps: float,
         alpha: float, steps: int, norm: str = "linf", random_start: bool = True,
         targeted: bool = False, generator: torch.Generator | None = None,
-        early_stop: bool = False, return_stats: bool = False):
+        early_stop: bool = False, return_stats: bool = False) -> torch.Tensor:
     """Projected gradient descent (iterative FGSM) in the L-inf or L2 ball of radius ``eps``.
 
     Each step moves by ``alpha`` along ``sign(g)`` (L-inf) or ``g / ||g||_2`` (L2), then
@@ -373,9 +387,24 @@ def pgd(model: ModelLike, x: torch.Tensor, y: torch.Tensor | None = None, *, eps
 
     ``early_stop=True`` stops updating every image as soon as it is fooled (misclassified, or
     classified as the target): the attack then spends fewer forward-backward passes, at the
-    price of one host synchronisation per step.  ``return_stats=True`` returns
-    ``(x_adv, AttackStats)`` with the passes spent and the budget.
+    price of one host synchronisation per step.  :func:`pgd_stats` takes the same arguments
+    and also returns the :class:`AttackStats` (passes spent against the budget).
+    ``return_stats=True`` is the deprecated spelling of :func:`pgd_stats`.
     """
+    if return_stats:
+        warnings.warn("pgd(..., return_stats=True) is deprecated: call pgd_stats(...)",
+                      DeprecationWarning, stacklevel=2)
+    adv, stats = pgd_stats(model, x, y, eps=eps, alpha=alpha, steps=steps, norm=norm,
+                           random_start=random_start, targeted=targeted, generator=generator,
+                           early_stop=early_stop)
+    return (adv, stats) if return_stats else adv
+
+
+def pgd_stats(model: ModelLike, x: torch.Tensor, y: torch.Tensor | None = None, *, eps: float,
+              alpha: float, steps: int, norm: str = "linf", random_start: bool = True,
+              targeted: bool = False, generator: torch.Generator | None = None,
+              early_stop: bool = False) -> tuple[torch.Tensor, "AttackStats"]:
+    """:func:`pgd`, returning ``(x_adv, AttackStats)``: what the attack spent."""
     problem = _prepare(model, x, y, targeted=targeted, eps=eps, norm=norm,
                        alpha=(alpha, "size"), steps=(steps, "count"))
     eps, alpha = float(eps), float(alpha)
@@ -407,9 +436,7 @@ def pgd(model: ModelLike, x: torch.Tensor, y: torch.Tensor | None = None, *, eps
                     adv[active] = moved
                 active = active[~done]
     result = _finish(problem, x, adv, eps, norm)
-    if return_stats:
-        return result, AttackStats(passes=passes, budget=n * steps, steps_run=steps_run)
-    return result
+    return result, AttackStats(passes=passes, budget=n * steps, steps_run=steps_run)
 
 
 def mifgsm(model: ModelLike, x: torch.Tensor, y: torch.Tensor | None = None, *, eps: float,
@@ -432,7 +459,7 @@ def mifgsm(model: ModelLike, x: torch.Tensor, y: torch.Tensor | None = None, *, 
             with torch.no_grad():
                 scale = grad.abs().flatten(1).mean(1).clamp_min(1e-12)
                 momentum = decay * momentum + grad / _view(scale, grad)
-                adv = clean + (adv + alpha * momentum.sign() - clean).clamp_(-eps, eps)
+                adv = clean + (adv + alpha * sign_step(momentum) - clean).clamp_(-eps, eps)
                 adv = adv.clamp_(0, 1)
     return _finish(problem, x, adv, eps)
 
@@ -458,9 +485,7 @@ def fgvm(model: ModelLike, x: torch.Tensor, y: torch.Tensor | None = None, *, ep
         for _ in range(steps):
             grad, _ = _input_grad(problem, adv, problem.y)
             with torch.no_grad():
-                spread = grad.flatten(1).std(1).clamp_min(1e-12)
-                noise = (grad / _view(spread, grad)).clamp_(-clip, clip)
-                adv = clean + (adv + alpha * noise - clean).clamp_(-eps, eps)
+                adv = clean + (adv + alpha * value_step(grad, clip) - clean).clamp_(-eps, eps)
                 adv = adv.clamp_(0, 1)
     return _finish(problem, x, adv, eps)
 
@@ -477,7 +502,7 @@ def _margin(logits: torch.Tensor, y: torch.Tensor, targeted: bool) -> torch.Tens
 
 
 def _update_bounds(c, lower, upper, success, *, success_raises: bool):
-    """One bisection step on a per-image constant ``c`` (10x jumps while unbounded)."""
+    """One search step on a per-image constant ``c``: 10x jumps while unbounded, then bisection."""
     big = 1e10
     if success_raises:  # success -> try a larger c (szegedy: c weighs the perturbation)
         lower = torch.where(success, torch.maximum(lower, c), lower)
@@ -490,104 +515,169 @@ def _update_bounds(c, lower, upper, success, *, success_raises: bool):
     return c, lower, upper
 
 
+def optimise_input(loss_fn, start: torch.Tensor, *, steps: int, lr: float, space: str = "box",
+                   schedule: str = "constant") -> torch.Tensor:
+    """The kit's one loop that optimises an *input* with Adam: under C&W, Szegedy, the face
+    competition's C&W and lecture 02's fooling images.
+
+    Minimises ``loss_fn(x, step).sum()`` (``loss_fn`` returns one loss per image) over images
+    ``x`` in the box [0, 1], starting from ``start``:
+
+    - ``space="box"``: ``x`` itself is the variable, clipped back into [0, 1] after every step
+      (projected Adam);
+    - ``space="tanh"``: the variable is ``w`` with ``x = (tanh(w) + 1) / 2`` (Carlini & Wagner's
+      change of variables: the box holds by construction).
+
+    ``schedule="cosine"`` decays the step from ``lr`` to 0.  Gradients are taken with respect to
+    the variable only (``torch.autograd.grad``); freeze the model first (:func:`frozen`).
+    ``loss_fn`` may also record what it sees (e.g. the best image so far).  Returns the final
+    ``x``, detached.
+    """
+    if space not in ("box", "tanh"):
+        raise ValueError(f"space must be 'box' or 'tanh', got {space!r}")
+    if schedule not in ("constant", "cosine"):
+        raise ValueError(f"schedule must be 'constant' or 'cosine', got {schedule!r}")
+    _check_number("steps", steps, integer=True)
+    _check_number("lr", lr, positive=True, allow_zero=False)
+    start = start.detach()
+    if space == "tanh":
+        variable = torch.atanh((2 * start - 1).clamp(-1 + 1e-6, 1 - 1e-6)).requires_grad_(True)
+    else:
+        variable = start.clamp(0, 1).requires_grad_(True)
+
+    def image() -> torch.Tensor:
+        return (torch.tanh(variable) + 1) / 2 if space == "tanh" else variable
+
+    optimiser = torch.optim.Adam([variable], lr=lr)
+    for step in range(steps):
+        if schedule == "cosine":
+            optimiser.param_groups[0]["lr"] = lr * 0.5 * (1 + math.cos(math.pi * step / steps))
+        (grad,) = torch.autograd.grad(loss_fn(image(), step).sum(), variable)
+        variable.grad = grad
+        optimiser.step()
+        if space == "box":
+            with torch.no_grad():
+                variable.clamp_(0, 1)
+    return image().detach()
+
+
+class _Best:
+    """The smallest successful perturbation per image seen so far (C&W's and Szegedy's record)."""
+
+    def __init__(self, clean: torch.Tensor):
+        self.images = clean.clone()
+        self.size = torch.full((clean.shape[0],), float("inf"), device=clean.device,
+                               dtype=clean.dtype)
+
+    @torch.no_grad()
+    def offer(self, images: torch.Tensor, size: torch.Tensor, hit: torch.Tensor) -> None:
+        better = hit & (size < self.size)
+        self.size = torch.where(better, size, self.size)
+        self.images = torch.where(_view(better, self.images), images.detach(), self.images)
+
+
+def _search_c(clean: torch.Tensor, c: float, search_steps: int, objective, *,
+              success_raises: bool, inner) -> torch.Tensor:
+    """The search over the per-image constant ``c`` shared by C&W and Szegedy.
+
+    Each of ``search_steps`` rounds runs ``inner(loss_fn)`` (the input optimisation) where
+    ``loss_fn`` asks ``objective(adv, size, const) -> (loss, hit)`` with ``size`` the squared
+    L2 perturbation, records the smallest successful perturbation, and then moves each image's
+    ``c`` (:func:`_update_bounds`).  Returns the best images (the clean one where none hit).
+    """
+    best = _Best(clean)
+    const = torch.full((clean.shape[0],), float(c), device=clean.device, dtype=clean.dtype)
+    lower, upper = torch.zeros_like(const), torch.full_like(const, 1e10)
+    for _ in range(search_steps):
+        succeeded = torch.zeros(clean.shape[0], dtype=torch.bool, device=clean.device)
+
+        def loss_fn(adv, step):
+            nonlocal succeeded
+            size = (adv - clean).flatten(1).pow(2).sum(1)
+            loss, hit = objective(adv, size, const)
+            best.offer(adv, size.detach(), hit)
+            succeeded = succeeded | hit
+            return loss
+
+        inner(loss_fn)
+        const, lower, upper = _update_bounds(const, lower, upper, succeeded,
+                                             success_raises=success_raises)
+    return best.images
+
+
+def _search_steps(search_steps, binary_search_steps):
+    if binary_search_steps is not None:
+        warnings.warn("binary_search_steps is deprecated: use search_steps", DeprecationWarning,
+                      stacklevel=3)
+        return binary_search_steps
+    return search_steps
+
+
 def cw_l2(model: ModelLike, x: torch.Tensor, y: torch.Tensor | None = None, *, c: float = 1.0,
-          kappa: float = 0.0, steps: int = 100, lr: float = 0.01, binary_search_steps: int = 5,
-          targeted: bool = False) -> torch.Tensor:
+          kappa: float = 0.0, steps: int = 100, lr: float = 0.01, search_steps: int = 5,
+          targeted: bool = False, generator: torch.Generator | None = None,
+          binary_search_steps: int | None = None) -> torch.Tensor:
     """Carlini & Wagner's L2 attack (2017).
 
     Optimises ``w`` with Adam, ``x' = (tanh(w) + 1) / 2`` (so the box [0, 1] holds by
     construction), minimising ``||x' - x||_2^2 + c * max(f(x'), -kappa)`` with ``f`` the logit
-    margin (:func:`_margin`).  A per-image binary search over ``c`` (``binary_search_steps``
-    rounds of ``steps`` Adam steps, starting at ``c``) finds the smallest successful
-    perturbation.  Images never fooled are returned unchanged.
+    margin (:func:`_margin`).  A per-image search over ``c`` (``search_steps`` rounds of
+    ``steps`` Adam steps, starting at ``c``; bisection once bounded, 10x jumps before) finds the
+    smallest successful perturbation.  Images never fooled are returned unchanged.
+    Deterministic: ``generator`` is accepted so that every attack takes the same keywords.
     """
+    search_steps = _search_steps(search_steps, binary_search_steps)
     problem = _prepare(model, x, y, targeted=targeted, c=(c, "positive"), kappa=(kappa, "size"),
                        steps=(steps, "count"), lr=(lr, "positive"),
-                       binary_search_steps=(binary_search_steps, "count1"))
+                       search_steps=(search_steps, "count1"))
     clean, labels = problem.x, problem.y
-    n = clean.shape[0]
+
+    def objective(adv, size, const):
+        margin = _margin(problem.logits(adv), labels, targeted)
+        return size + const * margin.clamp(min=-kappa), (margin < 0) & (margin <= -kappa)
+
     with frozen(model):
-        w0 = torch.atanh((2 * clean - 1).clamp(-1 + 1e-6, 1 - 1e-6))
-        best = clean.clone()
-        best_l2 = torch.full((n,), float("inf"), device=clean.device, dtype=clean.dtype)
-        const = torch.full((n,), float(c), device=clean.device, dtype=clean.dtype)
-        lower, upper = torch.zeros_like(const), torch.full_like(const, 1e10)
-        for _ in range(binary_search_steps):
-            w = w0.clone().requires_grad_(True)
-            optimiser = torch.optim.Adam([w], lr=lr)
-            succeeded = torch.zeros(n, dtype=torch.bool, device=clean.device)
-            for _ in range(steps):
-                adv = (torch.tanh(w) + 1) / 2
-                l2 = (adv - clean).flatten(1).pow(2).sum(1)
-                margin = _margin(problem.logits(adv), labels, targeted)
-                loss = (l2 + const * margin.clamp(min=-kappa)).sum()
-                (grad,) = torch.autograd.grad(loss, w)
-                with torch.no_grad():
-                    hit = (margin < 0) & (margin <= -kappa)
-                    better = hit & (l2 < best_l2)
-                    best_l2 = torch.where(better, l2, best_l2)
-                    best = torch.where(_view(better, best), adv, best)
-                    succeeded |= hit
-                w.grad = grad
-                optimiser.step()
-            const, lower, upper = _update_bounds(const, lower, upper, succeeded,
-                                                 success_raises=False)
+        best = _search_c(clean, c, search_steps, objective, success_raises=False,
+                         inner=lambda loss_fn: optimise_input(loss_fn, clean, steps=steps, lr=lr,
+                                                              space="tanh"))
     return _finish(problem, x, best)
 
 
 def szegedy(model: ModelLike, x: torch.Tensor, y: torch.Tensor | None = None, *,
-            targeted: bool = True, c: float = 0.1, steps: int = 100, lr: float = 0.01,
-            search_steps: int = 5) -> torch.Tensor:
+            targeted: bool = False, c: float = 0.1, steps: int = 100, lr: float = 0.01,
+            search_steps: int = 5, generator: torch.Generator | None = None) -> torch.Tensor:
     """Szegedy et al.'s (2014) optimisation attack, box-constrained:
 
     ``min_eta  c * ||eta||_2^2 + J(x + eta, l')``  subject to  ``x + eta in [0, 1]``.
 
     The paper uses box-constrained L-BFGS; here projected Adam with a cosine-decaying step does
-    the inner minimisation (for the whole batch at once, on the GPU too) and a per-image
-    bisection over ``c`` looks for the
-    largest ``c`` -- the smallest perturbation -- that still reaches the label ``l'``.  With
-    ``targeted=True`` (the paper's setting) ``y`` holds ``l'``; with ``targeted=False`` the
-    target is each image's runner-up class.  Images never moved to ``l'`` come back unchanged.
+    the inner minimisation (:func:`optimise_input`, for the whole batch at once, on the GPU too)
+    and a per-image search over ``c`` (10x jumps, then bisection) looks for the largest ``c`` --
+    the smallest perturbation -- that still reaches the label ``l'``.  With ``targeted=True``
+    (the paper's setting) ``y`` holds ``l'``; with ``targeted=False`` (the default, as for every
+    attack of the kit) the target is each image's runner-up class.  Images never moved to ``l'``
+    come back unchanged.  Deterministic (``generator`` is accepted for a uniform call).
     """
     problem = _prepare(model, x, y, targeted=targeted, c=(c, "positive"),
                        steps=(steps, "count"), lr=(lr, "positive"),
                        search_steps=(search_steps, "count1"))
     clean = problem.x
-    n = clean.shape[0]
     with frozen(model):
         target = problem.y
         if not targeted:
             with torch.no_grad():
                 logits = problem.logits(clean)
                 target = logits.scatter(1, target[:, None], float("-inf")).argmax(1)
-        best = clean.clone()
-        best_size = torch.full((n,), float("inf"), device=clean.device, dtype=clean.dtype)
-        const = torch.full((n,), float(c), device=clean.device, dtype=clean.dtype)
-        lower, upper = torch.zeros_like(const), torch.full_like(const, 1e10)
-        for _ in range(search_steps):
-            eta = torch.zeros_like(clean, requires_grad=True)
-            optimiser = torch.optim.Adam([eta], lr=lr)
-            succeeded = torch.zeros(n, dtype=torch.bool, device=clean.device)
-            for step in range(steps):
-                # a cosine-decaying step lets the norm term shrink what the label does not need
-                optimiser.param_groups[0]["lr"] = lr * 0.5 * (1 + math.cos(math.pi * step / steps))
-                adv = clean + eta
-                size = eta.flatten(1).pow(2).sum(1)
-                logits = problem.logits(adv)
-                loss = (const * size + F.cross_entropy(logits, target, reduction="none")).sum()
-                (grad,) = torch.autograd.grad(loss, eta)
-                with torch.no_grad():
-                    hit = logits.argmax(1) == target
-                    better = hit & (size < best_size)
-                    best_size = torch.where(better, size, best_size)
-                    best = torch.where(_view(better, best), adv, best)
-                    succeeded |= hit
-                eta.grad = grad
-                optimiser.step()
-                with torch.no_grad():  # the box constraint: x + eta in [0, 1]
-                    eta.copy_((clean + eta).clamp_(0, 1) - clean)
-            const, lower, upper = _update_bounds(const, lower, upper, succeeded,
-                                                 success_raises=True)
+
+        def objective(adv, size, const):
+            logits = problem.logits(adv)
+            loss = const * size + F.cross_entropy(logits, target, reduction="none")
+            return loss, logits.argmax(1) == target
+
+        # a cosine-decaying step lets the norm term shrink what the label does not need
+        best = _search_c(clean, c, search_steps, objective, success_raises=True,
+                         inner=lambda loss_fn: optimise_input(loss_fn, clean, steps=steps, lr=lr,
+                                                              space="box", schedule="cosine"))
     return _finish(problem, x, best)
 
 
@@ -596,49 +686,6 @@ lbfgs = szegedy
 
 # --------------------------------------------------------------------------------------------
 # robust (physical-world) attacks: expectation over transformation
-
-
-@dataclass(frozen=True)
-class RandomTransform:
-    """A random, differentiable image transformation: shift, then blur, then noise.
-
-    Per image: a sub-pixel translation uniform in ``[-shift, shift]`` pixels on each axis
-    (bilinear, border padding), a Gaussian blur with sigma uniform in ``blur`` pixels, and
-    Gaussian noise with a standard deviation uniform in ``[0, noise]``; the result is clamped
-    to [0, 1].  ``transform(x, generator)`` draws fresh parameters for every call.
-    """
-
-    shift: float = 2.0
-    blur: tuple[float, float] = (0.0, 1.2)
-    noise: float = 0.1
-
-    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        n, channels, height, width = x.shape
-        if self.shift > 0:
-            offsets = (2 * _rand((n, 2), generator, x) - 1) * self.shift
-            theta = torch.zeros(n, 2, 3, device=x.device, dtype=x.dtype)
-            theta[:, 0, 0] = theta[:, 1, 1] = 1
-            theta[:, 0, 2] = offsets[:, 0] * 2 / width
-            theta[:, 1, 2] = offsets[:, 1] * 2 / height
-            grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-            x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border",
-                              align_corners=False)
-        low, high = self.blur
-        if high > 0:
-            sigma = (low + (high - low) * _rand((n,), generator, x)).clamp_min(1e-3)
-            radius = max(1, math.ceil(2.5 * high))
-            t = torch.arange(-radius, radius + 1, device=x.device, dtype=x.dtype)
-            kernel = torch.exp(-t[None] ** 2 / (2 * sigma[:, None] ** 2))
-            kernel = (kernel / kernel.sum(1, keepdim=True)).repeat_interleave(channels, 0)
-            flat = F.pad(x.reshape(1, n * channels, height, width),
-                         (radius, radius, radius, radius), mode="replicate")
-            flat = F.conv2d(flat, kernel[:, None, None, :], groups=n * channels)
-            flat = F.conv2d(flat, kernel[:, None, :, None], groups=n * channels)
-            x = flat.view(n, channels, height, width)
-        if self.noise > 0:
-            std = self.noise * _rand((n,), generator, x)
-            x = x + _view(std, x) * _rand(x.shape, generator, x, normal=True)
-        return x.clamp(0, 1)
 
 
 def eot_pgd(model: ModelLike, x: torch.Tensor, y: torch.Tensor | None = None, *, eps: float,
@@ -673,24 +720,69 @@ def eot_pgd(model: ModelLike, x: torch.Tensor, y: torch.Tensor | None = None, *,
 
 
 # --------------------------------------------------------------------------------------------
-# differential evolution over pixels
+# differential evolution (gradient-free: black-box attacks)
+
+
+def differential_evolution(fitness, members: torch.Tensor, *, steps: int, low, high,
+                           mutation: float = 0.5, crossover: float = 1.0,
+                           generator: torch.Generator | None = None):
+    """DE/rand/1/bin (Storn & Price) on ``n`` independent problems at once.
+
+    ``members`` ``(n, P, *genes)`` is the first population of each problem; ``fitness`` maps a
+    population of that shape to scores ``(n, P)``, lower is better.  Each generation, every
+    member proposes ``a + mutation * (b - c)`` from three random members, clipped to
+    ``[low, high]``; with ``crossover < 1`` each gene comes from the proposal with that
+    probability (at least one does), else from the member.  A proposal replaces its member when
+    it scores no worse.  Returns ``(members, scores)`` after ``steps`` generations.  Used by
+    :func:`one_pixel` and by lecture 03's pixel polish.
+    """
+    n, population = members.shape[:2]
+    if population < 4:
+        raise ValueError(f"population must be at least 4 for DE/rand/1, got {population}")
+    _check_number("steps", steps, integer=True)
+    rows = torch.arange(n, device=members.device)[:, None]
+    scores = fitness(members)
+    for _ in range(steps):
+        picks = _rand((n, population, population), generator, members).argsort(-1)[..., :3]
+        a, b, c = (members[rows, picks[..., k]] for k in range(3))
+        trial = torch.maximum(torch.minimum(a + mutation * (b - c), torch.as_tensor(high).to(a)),
+                              torch.as_tensor(low).to(a))
+        if crossover < 1:
+            take = _rand(trial.shape, generator, members) < crossover
+            take.view(n, population, -1)[..., 0] = True
+            trial = torch.where(take, trial, members)
+        trial_scores = fitness(trial)
+        better = trial_scores <= scores
+        members = torch.where(_view_members(better, members), trial, members)
+        scores = torch.where(better, trial_scores, scores)
+    return members, scores
+
+
+def _view_members(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Per-member values ``(n, P)`` shaped to broadcast against ``(n, P, *genes)``."""
+    return values.view(*values.shape, *([1] * (like.ndim - 2)))
 
 
 def one_pixel(model: ModelLike, x: torch.Tensor, y: torch.Tensor | None = None, *,
-              pixels: int = 1, population: int = 100, iterations: int = 30,
+              pixels: int = 1, population: int = 100, steps: int = 30,
               mutation: float = 0.5, targeted: bool = False,
-              generator: torch.Generator | None = None, batch_size: int = 4096) -> torch.Tensor:
+              generator: torch.Generator | None = None, batch_size: int = 4096,
+              iterations: int | None = None) -> torch.Tensor:
     """Change at most ``pixels`` pixels per image by differential evolution (Su et al. 2019).
 
-    A candidate is ``pixels`` tuples (row, column, value per channel).  Each generation every
-    member ``i`` of a ``population`` (per image, all images at once) proposes
-    ``a + mutation * (b - c)`` from three other random members (DE/rand/1) and is replaced when
-    the proposal lowers the fitness: the probability of the true class (untargeted) or minus
-    the probability of the target.  Returns each image with its fittest candidate applied
-    (whether or not it fools the model).  Needs no gradients: a black-box attack.
+    A candidate is ``pixels`` tuples (row, column, value per channel); a population of
+    ``population`` candidates per image (all images at once) evolves for ``steps`` generations
+    of :func:`differential_evolution` (DE/rand/1, no crossover, as in the paper).  The fitness
+    is the probability of the true class (untargeted) or minus the probability of the target.
+    Returns each image with its fittest candidate applied (whether or not it fools the model).
+    Needs no gradients: a black-box attack.  ``iterations`` is the deprecated name of ``steps``.
     """
+    if iterations is not None:
+        warnings.warn("one_pixel(iterations=...) is deprecated: use steps=", DeprecationWarning,
+                      stacklevel=2)
+        steps = iterations
     problem = _prepare(model, x, y, targeted=targeted, images=True, pixels=(pixels, "count1"),
-                       population=(population, "count1"), iterations=(iterations, "count"),
+                       population=(population, "count1"), steps=(steps, "count"),
                        mutation=(mutation, "size"), batch_size=(batch_size, "count1"))
     if population < 4:
         raise ValueError(f"population must be at least 4 for DE/rand/1, got {population}")
@@ -722,19 +814,9 @@ def one_pixel(model: ModelLike, x: torch.Tensor, y: torch.Tensor | None = None, 
         return torch.cat(scores).view(n, population)
 
     with torch.no_grad(), frozen(model):
-        members = low + (high - low) * _rand((n, population, pixels, genes), generator, clean)
-        scores = fitness(members)
-        for _ in range(iterations):
-            picks = _rand((n, population, population), generator, clean).argsort(-1)[..., :3]
-            gathered = [members.gather(1, picks[..., k, None, None].expand(-1, -1, pixels, genes))
-                        for k in range(3)]
-            trial = gathered[0] + mutation * (gathered[1] - gathered[2])
-            trial = torch.maximum(torch.minimum(trial, high), low)
-            trial_scores = fitness(trial)
-            better = trial_scores < scores
-            members = torch.where(better[..., None, None], trial, members)
-            scores = torch.where(better, trial_scores, scores)
-        winner = members.gather(
-            1, scores.argmin(1)[:, None, None, None].expand(-1, 1, pixels, genes)).squeeze(1)
+        first = low + (high - low) * _rand((n, population, pixels, genes), generator, clean)
+        members, scores = differential_evolution(fitness, first, steps=steps, low=low, high=high,
+                                                 mutation=mutation, generator=generator)
+        winner = members[torch.arange(n, device=clean.device), scores.argmin(1)]
         adv = apply(winner, torch.arange(n, device=clean.device))
     return _finish(problem, x, adv)

@@ -13,19 +13,36 @@ feed it to nbgrader:
 into the student's lab: each solution body becomes a stub that raises ``NotImplementedError``
 (indented like the body), hidden tests are removed, outputs and execution counts cleared.
 
+The grader runs every test cell in its own trusted process, where the answers are reached only
+as data (see :mod:`utils.grading`).  A solution says it is written for that with the notebook
+metadata ``advx.grading`` (set it with :func:`set_grading`)::
+
+    {"protocol": 2,                       # the check cells follow utils.grading's rules
+     "forbid": ["utils.attacks", ...],    # modules / "module:Name"s that raise while grading
+     "why": "write the attacks yourself", # said to a student whose answer calls one
+     "blackbox_setup_queries": 20}        # lab 03: queries the notebook's own cells may make
+
+:func:`grading_problems` finds solutions still in the old format (no ``protocol: 2``) and check
+cells that cannot work across processes (an answer called only for its side effects, a module
+patched in a check cell); ``--check`` reports them, and the grader refuses to grade such a lab.
+
     python -m utils.labs            # regenerate labs/ from solutions/
-    python -m utils.labs --check    # exit status 1 when labs/ is out of date (a test runs this)
+    python -m utils.labs --check    # exit status 1 when labs/ is out of date or a solution's
+                                    # checks are in the old format (a test runs this)
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import copy
 import re
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import nbformat
+if TYPE_CHECKING:   # imported where needed: nbformat is slow to import, and grading needs none
+    import nbformat
 
 BEGIN_SOLUTION = "### BEGIN SOLUTION"
 END_SOLUTION = "### END SOLUTION"
@@ -33,6 +50,7 @@ BEGIN_HIDDEN = "### BEGIN HIDDEN TESTS"
 END_HIDDEN = "### END HIDDEN TESTS"
 STUB = ("# YOUR CODE HERE", "raise NotImplementedError()")
 SCHEMA_VERSION = 3
+GRADING_PROTOCOL = 2
 
 
 class LabFormatError(ValueError):
@@ -55,6 +73,8 @@ def _nbgrader(grade_id: str, *, solution: bool, grade: bool, points: float = 0) 
 
 def answer_cell(source: str, grade_id: str) -> nbformat.NotebookNode:
     """A code cell the student completes; ``source`` holds the solution between the markers."""
+    import nbformat
+
     if BEGIN_SOLUTION not in source or END_SOLUTION not in source:
         raise LabFormatError(f"answer cell {grade_id!r} has no {BEGIN_SOLUTION}/{END_SOLUTION}")
     cell = nbformat.v4.new_code_cell(source.strip("\n"))
@@ -64,6 +84,8 @@ def answer_cell(source: str, grade_id: str) -> nbformat.NotebookNode:
 
 def test_cell(source: str, grade_id: str, points: float) -> nbformat.NotebookNode:
     """A graded code cell: visible checks, then (optionally) hidden tests between markers."""
+    import nbformat
+
     if points <= 0:
         raise ValueError(f"test cell {grade_id!r} needs points > 0, got {points}")
     cell = nbformat.v4.new_code_cell(source.strip("\n"))
@@ -82,6 +104,134 @@ def is_test(cell) -> bool:
 
 def is_answer(cell) -> bool:
     return cell.get("cell_type") == "code" and bool(grading_info(cell).get("solution"))
+
+
+# --------------------------------------------------------------------------------------------
+# grading settings of a solution, and the check cells' format
+
+
+def grading_settings(notebook) -> dict:
+    """The solution's ``metadata.advx.grading`` (empty when it has none: the old format)."""
+    return dict(notebook.get("metadata", {}).get("advx", {}).get("grading", {}))
+
+
+def set_grading(notebook, *, forbid: tuple[str, ...] | list[str] = (), why: str = "",
+                blackbox_setup_queries: int | None = None) -> None:
+    """Mark a solution as written for the grader's protocol, with the lab's rules."""
+    for entry in forbid:
+        if not re.fullmatch(r"[A-Za-z_][\w.]*(:[A-Za-z_][\w.]*)?", entry):
+            raise ValueError(f"forbid entries are 'package.module' or 'package.module:Name', "
+                             f"got {entry!r}")
+    settings = {"protocol": GRADING_PROTOCOL, "forbid": list(forbid),
+                "why": why or "write it yourself"}
+    if blackbox_setup_queries is not None:
+        settings["blackbox_setup_queries"] = int(blackbox_setup_queries)
+    notebook.metadata.setdefault("advx", {})["grading"] = settings
+
+
+def answer_names(source: str) -> tuple[list[str], list[str]]:
+    """``(functions, values)`` an answer cell defines: its top-level ``def``/``class`` names, and
+    the names it assigns at the top level inside the solution block."""
+    tree = ast.parse(source)
+    functions, values = [], []
+    inside, begin = set(), None
+    for number, line in enumerate(source.split("\n"), 1):
+        if line.strip() == BEGIN_SOLUTION:
+            begin = number
+        elif line.strip() == END_SOLUTION and begin is not None:
+            inside.update(range(begin, number + 1))
+            begin = None
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            functions.append(node.name)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)) and node.lineno in inside:
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for target in targets:
+                values += [n.id for n in ast.walk(target) if isinstance(n, ast.Name)]
+    return functions, values
+
+
+def _parse(source: str):
+    try:
+        return ast.parse(source)
+    except SyntaxError:
+        from IPython.core.inputtransformer2 import TransformerManager
+
+        return ast.parse(TransformerManager().transform_cell(source))
+
+
+def grading_problems(solution, name: str = "solution") -> list[str]:
+    """What keeps ``solution``'s checks from being graded in a separate process (empty: fine)."""
+    settings = grading_settings(solution)
+    if settings.get("protocol") != GRADING_PROTOCOL:
+        return [f"{name}: its checks are in the old format (no metadata advx.grading.protocol "
+                f"= {GRADING_PROTOCOL}); the grader runs them in its own process, where answers "
+                "are reached only as data: convert them as utils/grading/__init__.py says and "
+                "mark the notebook with utils.labs.set_grading(notebook, forbid=[...])"]
+    problems = []
+    for entry in settings.get("forbid", []):
+        if not isinstance(entry, str) or not re.fullmatch(r"[A-Za-z_][\w.]*(:[A-Za-z_][\w.]*)?",
+                                                          entry):
+            problems.append(f"{name}: bad forbid entry {entry!r}")
+    answers, modules = set(), set()
+    for cell in solution.cells:
+        if cell.get("cell_type") != "code":
+            continue
+        try:
+            tree = _parse(cell.source)
+        except SyntaxError as error:
+            problems.append(f"{name}: a cell does not parse ({error.msg}, line {error.lineno})")
+            continue
+        if is_answer(cell):
+            answers.update(answer_names(cell.source)[0])
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                modules.update((a.asname or a.name).split(".")[0] for a in node.names)
+            elif isinstance(node, ast.ImportFrom):
+                modules.update(a.asname or a.name for a in node.names)
+    for cell in solution.cells:
+        if not is_test(cell):
+            continue
+        where = f"{name}, check {grading_info(cell).get('grade_id')}"
+        try:
+            tree = _parse(cell.source)
+        except SyntaxError:
+            continue
+        called = {id(node.func) for node in ast.walk(tree) if isinstance(node, ast.Call)}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Expr) and isinstance(node.value, ast.Call) and \
+                    isinstance(node.value.func, ast.Name) and node.value.func.id in answers:
+                problems.append(
+                    f"{where}, line {node.lineno}: calls {node.value.func.id}(...) only for its "
+                    "side effects, which the grader's process cannot see (the answer runs in the "
+                    "student's kernel): check them with utils.grading.call_with_effects")
+            targets = []
+            if isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign, ast.Delete)):
+                targets = node.targets if isinstance(node, (ast.Assign, ast.Delete)) \
+                    else [node.target]
+            for target in targets:
+                if isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name) and \
+                        target.value.id in modules:
+                    problems.append(
+                        f"{where}, line {node.lineno}: changes {target.value.id}.{target.attr}; "
+                        "a check cannot reach the student's kernel: to take a function away "
+                        "from the answers, list it in the lab's forbid setting")
+                if isinstance(target, ast.Name) and target.id in answers:
+                    problems.append(f"{where}, line {node.lineno}: assigns to the answer "
+                                    f"{target.id}")
+            if isinstance(node, ast.Attribute) and node.attr == "grad" and \
+                    isinstance(node.ctx, ast.Load) and id(node) not in called:
+                problems.append(
+                    f"{where}, line {node.lineno}: reads .grad; gradients an answer fills live "
+                    "in the student's kernel: check them with utils.grading.call_with_effects")
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and \
+                    node.func.id == "setattr" and node.args and \
+                    isinstance(node.args[0], ast.Name) and node.args[0].id in modules:
+                problems.append(
+                    f"{where}, line {node.lineno}: patches module {node.args[0].id}; a check "
+                    "cannot reach the student's kernel: list forbidden names in the lab's "
+                    "forbid setting")
+    return problems
 
 
 # --------------------------------------------------------------------------------------------
@@ -141,6 +291,8 @@ def make_lab(solution: nbformat.NotebookNode, name: str = "solution") -> nbforma
 
 def lab_text(solution_path: Path) -> str:
     """The generated lab for ``solution_path``, as the exact text written to ``labs/``."""
+    import nbformat
+
     solution = nbformat.read(solution_path, as_version=4)
     lab = make_lab(solution, solution_path.stem)
     return nbformat.writes(lab) + "\n"
@@ -164,6 +316,17 @@ def generate(root: Path, *, check: bool = False) -> list[str]:
     return changed
 
 
+def format_problems(root: Path) -> list[str]:
+    """:func:`grading_problems` of every solution under ``root/solutions``."""
+    import nbformat
+
+    problems = []
+    for solution_path in sorted((root / "solutions").glob("*_lab.ipynb")):
+        solution = nbformat.read(solution_path, as_version=4)
+        problems += grading_problems(solution, solution_path.name)
+    return problems
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m utils.labs",
                                      description="Generate labs/ from solutions/.")
@@ -173,10 +336,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="the course folder (default: this repository)")
     args = parser.parse_args(argv)
     changed = generate(args.root, check=args.check)
+    problems = format_problems(args.root)
+    for problem in problems:
+        print(f"{'ERROR' if args.check else 'WARNING'}: {problem}", file=sys.stderr)
     if args.check:
         for name in changed:
             print(f"labs/{name} is out of date: run `python -m utils.labs`")
-        return 1 if changed else 0
+        return 1 if changed or problems else 0
     for name in changed:
         print(f"wrote labs/{name}")
     if not changed:

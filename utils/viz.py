@@ -42,25 +42,49 @@ def image_grid(images, titles: Sequence[str] | None = None, *, ncols: int = 8,
 
 
 def interactive(draw: Callable[..., None], **controls):
-    """Show ``draw(**values)`` once as a static figure, then attach ipywidgets controls.
+    """Show ``draw(**values)`` with ipywidgets ``controls`` (e.g. ``FloatSlider``): one figure.
 
-    ``controls`` are ipywidgets (e.g. ``FloatSlider``).  Executed without a front end (CI,
-    nbconvert) the static figure for the widgets' initial values is what stays in the notebook;
-    in JupyterLab moving a control redraws the figure.
+    ``draw`` makes one matplotlib figure.  It is drawn once for the controls' initial values and
+    displayed as a single output whose mimebundle holds both the widget and that figure as an
+    image.  A live JupyterLab renders the widget (its renderer outranks images) and never shows
+    the image; where no widget front end runs (nbval, nbconvert and the course site, a notebook
+    opened but not yet run) the image is what appears.  So the figure is shown exactly once.
+    Moving a control redraws into the widget.  Returns nothing, so that a cell ending in this
+    call does not display the widget a second time.
     """
     import ipywidgets as widgets
+    from IPython import get_ipython
     from IPython.display import display
+
+    if not controls:
+        raise ValueError("interactive needs at least one control, e.g. eps=FloatSlider(...)")
+    for name, control in controls.items():
+        if not isinstance(control, widgets.ValueWidget):
+            raise ValueError(f"control {name!r} must be an ipywidgets control with a value "
+                             f"(FloatSlider, Dropdown, ...), got {type(control).__name__}")
+
+    def values() -> dict:
+        return {name: control.value for name, control in controls.items()}
 
     output = widgets.Output()
 
-    def redraw(**values):
+    def redraw(change=None):
         output.clear_output(wait=True)
-        with output:
-            draw(**values)
+        with output:  # errors while redrawing show inside the widget
+            draw(**values())
             plt.show()
 
-    draw(**{name: control.value for name, control in controls.items()})
-    plt.show()
-    ui = widgets.interactive(redraw, **controls)
-    display(widgets.VBox([widgets.HBox(list(ui.children[:-1])), output]))
-    return ui
+    draw(**values())  # outside the widget, so an error here fails the cell (and CI)
+    figure = plt.gcf()
+    shell = get_ipython()
+    if shell is None:  # plain Python: no notebook to show widgets in
+        plt.show()
+        return
+    figure_data, figure_metadata = shell.display_formatter.format(figure)
+    plt.close(figure)  # or the inline backend would show it a second time
+    output.outputs = ({"output_type": "display_data", "data": figure_data,
+                       "metadata": figure_metadata},)
+    for control in controls.values():
+        control.observe(redraw, names="value")
+    box = widgets.VBox([widgets.HBox(list(controls.values())), output])
+    display({**box._repr_mimebundle_(), **figure_data}, metadata=figure_metadata, raw=True)

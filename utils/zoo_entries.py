@@ -73,4 +73,13 @@ ENTRIES: tuple[Entry, ...] = (
           "lecture 05's de-blurring U-Net trained with L1 + a PatchGAN discriminator (pix2pix)",
           {"adversarial_weight": 1.0, "steps": 3000}),
     # --- lecture 06: invertible networks (utils.invertible) -----------------------------------
+    Entry("invertible_fashion", "utils.invertible.network:fashion_invertible",
+          "utils.invertible.recipes:train_cross_entropy",
+          "fully invertible RevNet-style classifier, cross-entropy on its first 10 outputs "
+          "(lecture 06)",
+          {"epochs": 3, "lr": 3e-3, "batch_size": 256}),
+    Entry("invertible_fashion_ice", "utils.invertible.network:fashion_invertible",
+          "utils.invertible.recipes:train_ice",
+          "the same invertible classifier trained with independence cross-entropy (lecture 06)",
+          {"epochs": 3, "lr": 3e-3, "batch_size": 256, "weight": 0.5}),
 )

@@ -1,4 +1,4 @@
-"""Networks fooled by noise: the noise article's experiment and optimised fooling images.
+"""The noise article's experiment: how confident networks are on random noise, and on what.
 
 - :func:`noise_batch` -- the article's noise images (``standard_normal * 255`` cast to uint8,
   wrap-around included, see :func:`utils.data.noise_images`) as float tensors in [0, 1], through
@@ -6,18 +6,16 @@
 - :func:`confidences` -- the max-softmax confidence and the predicted class of each image;
 - :func:`describe` -- ``count, mean, std, min, 25%, 50%, 75%, max`` of a set of numbers, as
   ``pandas.Series.describe`` (and so the article's table) gives them;
-- :func:`fooling_images` -- start from noise and climb one class's log-softmax with Adam, the
-  image kept in [0, 1]: images that no person would call a class, classified as it with
-  (almost) full confidence (Nguyen et al. 2015, "Deep neural networks are easily fooled");
-- :func:`transfer_matrix` -- how often the fooling images made on one network fool another;
-- :func:`agreement_matrix` -- how often two networks give an image the same class.
-
-Everything works on any device and keeps tensors there; no global random state is used.
+- :func:`class_counts`, :func:`agreement_matrix` -- which classes the networks see, and how
+  often two networks give an image the same class;
+- :func:`imagenet_noise_experiment` -- the article's own ImageNet networks, only where their
+  weights are already on disk (nothing is downloaded).
 """
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from pathlib import Path
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -25,8 +23,6 @@ from torch import nn
 
 from utils.training import evaluating
 
-__all__ = ["noise_batch", "confidences", "describe", "DESCRIBE_ROWS", "fooling_images",
-           "transfer_matrix", "agreement_matrix", "class_counts"]
 
 DESCRIBE_ROWS = ("count", "mean", "std", "min", "25%", "50%", "75%", "max")
 
@@ -78,80 +74,6 @@ def agreement_matrix(predictions: Sequence[torch.Tensor]) -> torch.Tensor:
     return (stacked[:, None, :] == stacked[None, :, :]).double().mean(-1)
 
 
-def fooling_images(model: nn.Module, targets: torch.Tensor, *, start: torch.Tensor | None = None,
-                   steps: int = 150, lr: float = 0.05,
-                   generator: torch.Generator | None = None) -> torch.Tensor:
-    """Images in [0, 1] that ``model`` gives class ``targets[i]`` with high confidence.
-
-    Starting from ``start`` (default: the article's noise, one image per target, drawn with
-    ``generator``'s seed), Adam takes ``steps`` steps up the target's log-softmax
-    ``log p(target | x)`` and every step is followed by clipping the image back to [0, 1]
-    (projected gradient ascent with Adam's step sizes).  Climbing the log-softmax rather than
-    the logit pushes the *other* classes down as well, so the confidence, not just the score,
-    rises.  All targets are done in one batch.  Returns the detached images.
-    """
-    targets = torch.as_tensor(targets, dtype=torch.long)
-    if start is None:
-        seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator).item()) if generator \
-            is not None else 0
-        device = next(model.parameters()).device
-        start = noise_batch(len(targets), seed=seed, device=device)
-    if len(start) != len(targets):
-        raise ValueError(f"{len(start)} start images but {len(targets)} targets")
-    if steps < 1 or not lr > 0:
-        raise ValueError(f"need steps >= 1 and lr > 0, got steps={steps}, lr={lr}")
-    targets = targets.to(start.device)
-    image = start.detach().clone().clamp_(0, 1).requires_grad_(True)
-    optimiser = torch.optim.Adam([image], lr=lr)
-    params = list(model.parameters())
-    needs_grad = [p.requires_grad for p in params]
-    with evaluating(model):
-        try:
-            for p in params:
-                p.requires_grad_(False)
-            for _ in range(steps):
-                log_probs = F.log_softmax(model(image), dim=1)
-                loss = -log_probs.gather(1, targets[:, None]).sum()
-                optimiser.zero_grad(set_to_none=True)
-                loss.backward()
-                optimiser.step()
-                with torch.no_grad():
-                    image.clamp_(0, 1)
-        finally:
-            for p, flag in zip(params, needs_grad):
-                p.requires_grad_(flag)
-    return image.detach()
-
-
-@torch.no_grad()
-def transfer_matrix(models: Mapping[str, nn.Module], images: Mapping[str, torch.Tensor],
-                    targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """How the images made on each source network fare on each target network.
-
-    ``images[name]``: the batch made on network ``name`` for classes ``targets``.  Returns
-    ``(success, confidence)``, both ``(S, T)`` in the order of ``models``: the fraction of the
-    source's images that the target classifies as intended, and the mean softmax probability the
-    target gives the intended class.
-    """
-    names = list(models)
-    device = next(iter(images.values())).device
-    success = torch.zeros(len(names), len(names), dtype=torch.float64, device=device)
-    confidence = torch.zeros_like(success)
-    for s, source in enumerate(names):
-        batch = images[source]
-        wanted = torch.as_tensor(targets, device=batch.device)
-        for t, target_name in enumerate(names):
-            model = models[target_name]
-            with evaluating(model):
-                probs = F.softmax(model(batch), dim=1)
-            success[s, t] = (probs.argmax(1) == wanted).double().mean().to(device)
-            confidence[s, t] = probs.gather(1, wanted[:, None]).double().mean().to(device)
-    return success.cpu(), confidence.cpu()  # one transfer to the host, after the loops
-
-
-# --------------------------------------------------------------------------------------------
-# the article's own networks, only where their ImageNet weights are already on disk
-
 IMAGENET_NETWORKS = {  # the article's five, as torchvision names them
     "vgg16": "VGG16_Weights",
     "resnet18": "ResNet18_Weights",
@@ -161,10 +83,8 @@ IMAGENET_NETWORKS = {  # the article's five, as torchvision names them
 }
 
 
-def imagenet_weight_files() -> dict[str, "Path"]:
+def imagenet_weight_files() -> dict[str, Path]:
     """Where torchvision would keep each network's ImageNet weights (``TORCH_HOME`` cache)."""
-    from pathlib import Path
-
     import torchvision
 
     folder = Path(torch.hub.get_dir()) / "checkpoints"

@@ -1,0 +1,7 @@
+"""``python -m utils.faces score|leaderboard ...``: the competition's scorer (see scoring)."""
+
+import sys
+
+from utils.faces.scoring import main
+
+sys.exit(main())

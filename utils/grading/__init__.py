@@ -1,0 +1,127 @@
+"""Grade submitted labs into a gradebook, with verdicts no notebook can forge.
+
+    python -m utils.grading SUBMISSION [...] [--gradebook gradebook.csv] [--jobs N]
+
+A SUBMISSION is a lab notebook or a folder of them (``alice/01_..._lab.ipynb`` is graded as
+student ``alice``).  The result is a per-check table and a gradebook CSV (``student, lab,
+points, max_points, reasons``), rewritten atomically after every submission and merged with the
+rows of earlier runs.
+
+Who computes a verdict
+----------------------
+Three kinds of process, per submission:
+
+- the **grader** (:mod:`.cli`) lists submissions, runs ``--jobs`` of them at once and writes the
+  gradebook; it reads only the events of its workers;
+- a **worker** (:mod:`.worker`, trusted: no student code ever runs in it) runs the solution's
+  cells -- the given cells and every check cell, hidden tests included -- and decides each
+  check: it passes when the solution's check cell runs to its end *in the worker*;
+- the student's **kernel** (:mod:`.kernel`, untrusted) runs the student's own cells, and the
+  answer functions when the worker calls them.
+
+The worker reaches the answers only as data (:mod:`.wire`): calling ``fgsm(model, x, y,
+eps=0.1)`` in a check sends the arguments down a pipe, runs ``fgsm`` in the kernel, and returns
+its value.  What crosses: tensors (dtype, shape, device, ``requires_grad`` kept), NumPy arrays and
+scalars, Python numbers, strings, bytes, ``None``, lists/tuples/dicts of those, ``torch.device``
+/ ``dtype`` / ``Size`` / ``Generator`` (its state; the state after the call is copied back), zoo
+models (by name: each side loads its own), answer functions (by name), and -- valid only during
+that call -- callables and the face black box, which the kernel calls *back* into the worker.
+No pickle: arrays are raw bytes with a declared dtype and shape, checked on arrival, with size
+and nesting limits.  So an object that "equals everything", a patched ``torch.equal``, a
+redefined check function, a fake results file or a disabled traceback changes nothing: none of it
+crosses.  The student's copies of the check cells are never run by the grader.
+
+Writing check cells (labs 00-06 follow this; a solution declares it, see :mod:`utils.labs`)
+-------------------------------------------------------------------------------------------
+1. Call the answer functions with tensors, arrays, numbers, strings, zoo models loaded by name
+   (``zoo.load(name, device)``) or functions of the check, and assert on the *returned values*
+   against trusted code (the library's).  Such cells need no change at all.
+2. Do not read the notebook's other globals (they do not exist in the worker; the solution's
+   given cells run there instead), and do not rely on side effects: the answer worked on copies.
+   To check side effects, ask for them::
+
+       x_adv, effects = call_with_effects(fgsm, model, x, y, eps=0.1)
+       assert not effects.modified_arguments, "fgsm must not change its input"
+       assert not effects.parameter_grads, "take gradients w.r.t. the input only"
+
+   (``effects.parameters_changed``, ``effects.mode_changed`` too.)  It works the same in the
+   student's notebook, where it measures the call locally.
+3. When a check needs a live object of the notebook (a class the student wrote, an
+   ``autograd.Function``, a module built there), decorate a small function with
+   :func:`in_student_kernel`: under the grader its source runs in the kernel and only its return
+   value comes back, as data; check that value in the cell.
+4. Rules such as "write FGSM yourself" go in the solution's metadata
+   (``utils.labs.set_grading(notebook, forbid=["utils.attacks"], why=...)``), not in the cell:
+   the kernel then has those functions replaced by ones that raise ``PermissionError``.
+   :func:`utils.labs.grading_problems` flags cells still in the old style (an answer called only
+   for its side effects, ``.grad`` read after a call, a module patched in a check); the grader
+   refuses to grade a lab in the old format and says so in every row, and the CLI exits with 2.
+
+What the grader guarantees, and what not (running as root, as in CI)
+--------------------------------------------------------------------
+Guaranteed (``--isolation full``, the default where possible): a verdict depends only on the
+values the answers return (and what the black box and the time limits record in the worker);
+the kernel runs as a dedicated unprivileged user per
+job slot, in its own mount/network/IPC namespaces, with a read-only view that holds the system,
+Python, the course's ``utils/`` and ``data/`` and nothing else -- no ``solutions/``, hidden
+tests, other submissions or ``.git``; the face black box's checkpoint reads as empty there, and
+its queries are answered and counted in the worker; memory (address space), processes, file
+size, private disk (a small ``/tmp``), output and wall time are limited; a kernel that dies,
+exits, floods, ignores interrupts or hangs is killed (every process of its user) and restarted
+without the offending cell, and the check gets 0 with a reason; nothing the kernel writes is
+read back.  The "write it yourself" rules remove the forbidden functions' code from the kernel
+(their bodies raise) and their files from its view.
+
+Not guaranteed: that the student wrote the code (pasting the library's source or a friend's is
+plagiarism, not something a grader can see); that a public recipe was not used to re-train a
+replica of the black box inside the time limit; timing precision under load.  With less than
+root and namespaces the cage is weaker, and the grader says so in every row: ``--isolation
+user`` (root without namespaces, e.g. Docker's default capabilities) still runs each kernel as
+its own user, but that user sees the machine's files -- the course folder with ``solutions/``
+included, unless the instructor keeps it unreadable to others; ``--isolation none`` (not root)
+runs kernels as the grader's user, which can read what the grader reads and signal its
+processes -- for trying labs out only.  Verdicts are computed in the worker in every mode.
+"""
+
+from utils.grading.api import AnswerError, Effects, call_with_effects, in_student_kernel
+
+_LAZY = {  # the grader's own machinery, imported on first use (a student's kernel never needs it)
+    "grade": "cli", "DEFAULT_TIMEOUT": "cli", "DEFAULT_CELL_TIMEOUT": "cli",
+    "GRADEBOOK_FIELDS": "gradebook", "Check": "gradebook", "Result": "gradebook",
+    "table": "gradebook", "write_gradebook": "gradebook", "find_submissions": "notebooks",
+    "identify_lab": "notebooks", "solution_notebooks": "notebooks",
+}
+
+__all__ = [
+    "DEFAULT_CELL_TIMEOUT",
+    "DEFAULT_TIMEOUT",
+    "GRADEBOOK_FIELDS",
+    "AnswerError",
+    "Check",
+    "Effects",
+    "Result",
+    "call_with_effects",
+    "find_submissions",
+    "grade",
+    "identify_lab",
+    "in_student_kernel",
+    "main",
+    "solution_notebooks",
+    "table",
+    "write_gradebook",
+]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f"utils.grading.{_LAZY[name]}"), name)
+    raise AttributeError(f"module 'utils.grading' has no attribute {name!r}")
+
+
+def main(argv=None):
+    """``python -m utils.grading`` (the ``advx-grade`` console script)."""
+    from utils.grading.cli import main as run
+
+    return run(argv)

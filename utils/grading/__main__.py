@@ -1,0 +1,5 @@
+import sys
+
+from utils.grading.cli import main
+
+sys.exit(main())

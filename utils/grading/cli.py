@@ -1,0 +1,410 @@
+"""Grade a folder of submissions, in parallel, into a gradebook.
+
+    python -m utils.grading SUBMISSION [SUBMISSION ...] [--gradebook gradebook.csv] [--jobs N]
+
+Each submission gets its own trusted worker process (:mod:`.worker`) and, through it, its own
+caged kernel; ``--jobs`` of them run at once (default: one per CPU core), each in its own job
+slot with its own unprivileged user.  The gradebook is rewritten atomically after every
+submission, keeping the rows of earlier runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import queue
+import signal
+import site
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from utils.grading.gradebook import Check, Result, table, write_gradebook
+from utils.grading.notebooks import find_submissions, short, solution_notebooks
+
+DEFAULT_TIMEOUT = 600
+DEFAULT_CELL_TIMEOUT = 300
+DEFAULT_MEMORY = 8 << 30          # address space of a kernel (bytes)
+DEFAULT_OUTPUT = 2 << 20          # bytes a kernel may print
+DEFAULT_DISK = 256 << 20          # bytes of its private /tmp
+SECRET_CHECKPOINTS = ("face_blackbox",)
+
+
+def _repo_root() -> Path:
+    return Path(__file__).resolve().parents[2]
+
+
+def environment(isolation: str) -> tuple[str, str | None]:
+    """``(mode, note)``: how kernels are caged, and what is missing when not fully.
+
+    ``full``: own user, own view of the files, no network (root with namespaces); ``user``: own
+    unprivileged user only (root without namespaces, e.g. a default Docker container); ``none``:
+    the grader's own user (not root) -- for trying labs out, not for grading a class.
+    """
+    from utils.grading.sandbox import isolation_available
+
+    reason = isolation_available()
+    if isolation == "none" and os.geteuid() == 0:
+        raise RuntimeError("--isolation none would run students' code as root: use "
+                           "--isolation user (or full)")
+    if isolation == "none" or (isolation == "auto" and os.geteuid() != 0):
+        why = "--isolation none" if isolation == "none" else "the grader does not run as root"
+        return "none", f"graded without isolation ({why}): the notebook's kernel ran as the " \
+                       "grader's user and could read what the grader can"
+    if isolation == "full" and reason is not None:
+        raise RuntimeError(f"full isolation is not possible here: {reason}")
+    if isolation == "user" or reason is not None:
+        if os.geteuid() != 0:
+            raise RuntimeError("--isolation user needs root (to run kernels as another user)")
+        hidden = [p for p in {os.path.realpath(sys.base_prefix), os.path.realpath(sys.prefix)}
+                  if not _readable_by_anyone(p)]
+        if hidden:
+            raise RuntimeError(
+                f"kernels cannot run as their own user without the private file view: "
+                f"{hidden[0]} is not readable by other users "
+                + (f"(and full isolation is not possible: {reason})" if reason
+                   else "(use --isolation full)"))
+        why = "--isolation user" if isolation == "user" else reason
+        return "user", f"graded with partial isolation ({why}): the notebook's kernel ran as " \
+                       "its own user but saw the machine's files"
+    return "full", None
+
+
+def _readable_by_anyone(path: str) -> bool:
+    """Whether every folder down to ``path`` lets other users in (and ``path`` be read)."""
+    return all(os.stat(p).st_mode & 0o005 == 0o005 for p in [path, *map(str, Path(path).parents)])
+
+
+def _view(repo: Path) -> dict:
+    """The files a caged kernel sees (read-only) and the ones that read as empty."""
+    from utils.paths import checkpoint_dir, data_dir
+
+    binds = {"/usr", "/etc", sys.base_prefix, sys.prefix, sys.exec_prefix,
+             os.path.dirname(os.path.realpath(sys.executable)), str(repo / "utils"),
+             str(data_dir()), str(checkpoint_dir())}
+    binds.update(p for p in site.getsitepackages() if os.path.isdir(p))
+    hide = [str(checkpoint_dir() / f"{name}.pt") for name in SECRET_CHECKPOINTS]
+    return {"binds": sorted(binds), "hide": hide, "hide_dirs": []}
+
+
+def _kernel_env(repo: Path, threads: int, home: str) -> dict:
+    env = {
+        "PATH": f"{os.path.dirname(sys.executable)}:/usr/local/bin:/usr/bin:/bin",
+        "HOME": home, "TMPDIR": os.path.dirname(home) if home.startswith("/tmp/") else home,
+        "LANG": "C.UTF-8", "PYTHONPATH": str(repo), "PYTHONNOUSERSITE": "1",
+        "PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1", "MPLBACKEND": "Agg",
+        "MPLCONFIGDIR": f"{home}/.matplotlib", "OMP_NUM_THREADS": str(threads),
+        "MKL_NUM_THREADS": str(threads), "OPENBLAS_NUM_THREADS": str(threads),
+        "CUDA_VISIBLE_DEVICES": "", "ADVX_DEVICE": "cpu", "MALLOC_ARENA_MAX": "2",
+        "TQDM_DISABLE": "1", "ADVX_GRADING": "1",
+    }
+    for name in ("ADVX_DATA_DIR", "ADVX_CHECKPOINT_DIR"):
+        if os.environ.get(name):
+            env[name] = os.environ[name]
+    return env
+
+
+def _worker_env(threads: int) -> dict:
+    env = dict(os.environ)
+    env.update({"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
+                "CUDA_VISIBLE_DEVICES": "", "ADVX_DEVICE": "cpu", "MPLBACKEND": "Agg",
+                "PYTHONUNBUFFERED": "1", "TQDM_DISABLE": "1",
+                "PYTHONPATH": os.pathsep.join([str(_repo_root())] + [
+                    p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])})
+    return env
+
+
+class Batch:
+    """Settings shared by every submission of one run."""
+
+    def __init__(self, *, solutions: Path, timeout: int, cell_timeout: int, jobs: int,
+                 isolation: str, memory: int, output_limit: int, disk: int):
+        self.solutions, self.timeout, self.cell_timeout = solutions, timeout, cell_timeout
+        self.jobs = jobs
+        self.threads = max(1, (os.cpu_count() or 1) // jobs)
+        self.mode, self.note = environment(isolation)
+        self.repo = _repo_root()
+        self.limits = {"memory": memory, "processes": 512, "file_size": 64 << 20,
+                       "output": output_limit}
+        self.disk = disk
+        self.users: dict[int, tuple[int, int]] = {}
+        self.locks: list[int] = []
+        if self.mode in ("full", "user"):
+            from utils.grading.sandbox import claim_users
+
+            users, self.locks = claim_users(jobs)
+            self.users = dict(enumerate(users, 1))
+            self.view = _view(self.repo)
+            self.repo_view_ready()
+
+    def repo_view_ready(self) -> None:
+        """Caches a caged kernel reads but cannot write (its view is read-only)."""
+        from utils.paths import checkpoint_dir, data_dir
+
+        data_dir()
+        checkpoint_dir()
+
+    def config(self, student: str, path: Path, root: Path | None, slot: int) -> tuple[dict, str]:
+        scratch = tempfile.mkdtemp(prefix="advx-grade-")
+        kernel = {"limits": self.limits, "threads": self.threads, "die_with_parent": True}
+        if self.mode == "full":
+            os.chmod(scratch, 0o700)
+            kernel.update({"user": list(self.users[slot]), "workdir": "/tmp/work",
+                           "view": dict(self.view, tmp_size=self.disk)})
+            home = "/tmp/home"
+        else:
+            home = os.path.join(scratch, "home")
+            os.makedirs(home)
+            kernel["workdir"] = scratch
+            if self.mode == "user":     # the kernel's own user owns its folder, nothing else
+                os.chmod(scratch, 0o711)
+                os.chown(home, *self.users[slot])
+                kernel.update({"user": list(self.users[slot]), "workdir": home})
+        return {
+            "student": student, "submission": str(path), "root": str(root) if root else None,
+            "solutions": str(self.solutions), "timeout": self.timeout,
+            "cell_timeout": self.cell_timeout, "limits": self.limits, "kernel": kernel,
+            "kernel_env": _kernel_env(self.repo, self.threads, home),
+            "threads": self.threads, "scratch": scratch,
+            "isolation_note": self.note,
+        }, scratch
+
+    def run(self, student: str, path: Path, root: Path | None, slot: int) -> Result:
+        started = time.monotonic()
+        config, scratch = self.config(student, path, root, slot)
+        config.update(spawned=time.time(), cwd=scratch, env=_worker_env(self.threads))
+        result = Result(student, "?", str(path))
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        try:
+            pid = self.zygote.spawn("utils.grading.worker:run", config, [out_w, err_w])
+        finally:
+            os.close(out_w)
+            os.close(err_w)
+        try:
+            stdout, stderr, finished = _collect(out_r, err_r, started + self.timeout + 60)
+            if not finished:
+                _kill_group(pid)
+                result.problems.append(f"stopped at the time limit of {self.timeout} s")
+                more, _, _ = _collect(out_r, err_r, time.monotonic() + 5)
+                stdout += more
+        finally:
+            os.close(out_r)
+            os.close(err_r)
+            _kill_group(pid)
+            if slot in self.users:
+                from utils.grading.sandbox import sweep
+
+                sweep(self.users[slot][0])
+            _remove(scratch)
+        _read_events(result, stdout, stderr, self.zygote.returncode(pid, timeout=10))
+        result.seconds = time.monotonic() - started
+        return result
+
+
+def _collect(out_fd: int, err_fd: int, deadline: float) -> tuple[bytes, bytes, bool]:
+    """Read a worker's stdout (its events) and stderr until both close or the deadline."""
+    import selectors
+
+    chunks = {out_fd: bytearray(), err_fd: bytearray()}
+    selector = selectors.DefaultSelector()
+    for fd in chunks:
+        selector.register(fd, selectors.EVENT_READ)
+    open_fds = set(chunks)
+    while open_fds:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        for key, _ in selector.select(timeout=min(remaining, 1.0)):
+            data = os.read(key.fd, 1 << 16)
+            if not data:
+                selector.unregister(key.fd)
+                open_fds.discard(key.fd)
+            else:
+                chunks[key.fd] += data
+                if key.fd == err_fd and len(chunks[err_fd]) > 1 << 16:
+                    del chunks[err_fd][: -(1 << 15)]
+    selector.close()
+    return bytes(chunks[out_fd]), bytes(chunks[err_fd]), not open_fds
+
+
+def _kill_group(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _remove(folder: str) -> None:
+    import shutil
+
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def _read_events(result: Result, stdout: bytes, stderr: bytes, returncode: int | None) -> None:
+    """Fill ``result`` from the worker's events (every line of its stdout is the grader's)."""
+    done, lab_error = False, None
+    for line in stdout.decode(errors="replace").splitlines():
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        kind = event.get("event")
+        if kind == "lab":
+            result.lab = event["lab"]
+            result.checks = [Check(gid, float(points)) for gid, points in event["checks"]]
+        elif kind == "check":
+            for check in result.checks:
+                if check.grade_id == event["grade_id"]:
+                    check.points = check.max_points if event["passed"] else 0.0
+                    check.reason = "" if event["passed"] else (event.get("reason") or "failed")
+                    check.seconds = float(event.get("seconds", 0.0))
+                    check._graded = True
+        elif kind == "problem":
+            result.problems.append(short(event["text"], 300))
+            if event.get("lab_error"):
+                lab_error = event["text"]
+        elif kind == "timing":
+            result.timing = {k: v for k, v in event.items() if k != "event"}
+        elif kind == "done":
+            done = True
+    if not done:
+        tail = short(stderr.decode(errors="replace").strip()[-300:], 200)
+        how = f"signal {-returncode}" if returncode is not None and returncode < 0 else \
+            f"status {returncode}"
+        result.problems.append(f"the grading process stopped ({how}){': ' + tail if tail else ''}")
+    for check in result.checks:
+        if not getattr(check, "_graded", False):
+            check.reason = "not graded (the lab's checks are in the old format)" if lab_error \
+                else ("not graded" if result.problems and "not a readable" in result.problems[0]
+                      else "not reached")
+
+
+def _deduplicate(results: list[Result]) -> list[Result]:
+    """One row per student and lab: the notebook named like the lab, else the first one."""
+    chosen: dict[tuple[str, str], Result] = {}
+    for result in results:
+        key = (result.student, result.lab)
+        if key not in chosen or Path(result.path).stem == result.lab and Path(chosen[key].path).stem != result.lab:
+            chosen[key] = result
+    for result in results:
+        keeper = chosen[(result.student, result.lab)]
+        note = f"also submitted {result.path} for this lab (not counted)"
+        if keeper is not result and result.lab != "?" and note not in keeper.problems:
+            keeper.problems.append(note)
+    return [r for r in results if chosen[(r.student, r.lab)] is r or r.lab == "?"]
+
+
+def grade(paths: list[Path], *, solutions_dir: Path | None = None,
+          gradebook: Path | None = None, timeout: int = DEFAULT_TIMEOUT,
+          cell_timeout: int = DEFAULT_CELL_TIMEOUT, jobs: int | None = None,
+          isolation: str = "auto", memory: int = DEFAULT_MEMORY,
+          output_limit: int = DEFAULT_OUTPUT, disk: int = DEFAULT_DISK,
+          progress: bool = True) -> list[Result]:
+    """Grade every submission under ``paths``; write the gradebook when one is named."""
+    solutions = Path(solutions_dir) if solutions_dir else _repo_root() / "solutions"
+    if not solution_notebooks(solutions):
+        raise FileNotFoundError(f"no *_lab.ipynb solutions in {solutions}")
+    roots = {Path(p).absolute(): Path(p).absolute().is_dir() for p in paths}
+    submissions = []
+    for root, is_dir in roots.items():
+        submissions += [(s, p, root if is_dir else None) for s, p in find_submissions([root])]
+    jobs = max(1, int(jobs or os.cpu_count() or 1))
+    batch = Batch(solutions=solutions.absolute(), timeout=timeout, cell_timeout=cell_timeout,
+                  jobs=jobs, isolation=isolation, memory=memory, output_limit=output_limit,
+                  disk=disk)
+    if batch.note and progress:
+        print(f"WARNING: {batch.note}", file=sys.stderr)
+    from utils.grading.worker import PRELOAD
+    from utils.grading.zygote import Zygote
+
+    batch.zygote = Zygote(PRELOAD, fresh=True,   # workers fork from a clean interpreter
+                          env=_worker_env(batch.threads))
+    slots: queue.Queue = queue.Queue()
+    for slot in range(1, jobs + 1):
+        slots.put(slot)
+    lock = threading.Lock()
+    done: dict[int, Result] = {}
+
+    def one(number: int, student: str, path: Path, root: Path | None) -> None:
+        slot = slots.get()
+        try:
+            try:
+                result = batch.run(student, path, root, slot)
+            except Exception as error:  # a grader bug must not stop the batch either
+                result = Result(student, "?", str(path),
+                                problems=[f"grader error: {short(str(error))}"])
+            with lock:
+                done[number] = result
+                if progress:
+                    print(f"[{len(done)}/{len(submissions)}] {student} {result.lab}: "
+                          f"{result.points:g}/{result.max_points:g} ({result.seconds:.0f} s)",
+                          file=sys.stderr, flush=True)
+                if gradebook is not None:   # after every submission: an interrupted run keeps
+                    write_gradebook(gradebook, _deduplicate(  # its work
+                        [done[k] for k in sorted(done)]))
+        finally:
+            slots.put(slot)
+
+    try:
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            for future in [pool.submit(one, n, s, p, r) for n, (s, p, r) in enumerate(submissions)]:
+                future.result()
+    finally:
+        batch.zygote.close()
+        for fd in batch.locks:
+            os.close(fd)
+    return _deduplicate([done[k] for k in sorted(done)])
+
+
+def _size(text: str) -> int:
+    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+    text = text.strip().lower().removesuffix("b")
+    return int(float(text[:-1]) * units[text[-1]]) if text[-1:] in units else int(text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m utils.grading",
+                                     description="Grade lab notebooks into a gradebook.")
+    parser.add_argument("submissions", nargs="+", type=Path,
+                        help="lab notebooks, or folders of them (student/lab.ipynb)")
+    parser.add_argument("--gradebook", type=Path, default=Path("gradebook.csv"),
+                        help="CSV to write (default: gradebook.csv; earlier rows are kept)")
+    parser.add_argument("--solutions", type=Path, default=None,
+                        help="folder of solution notebooks (default: the course's solutions/)")
+    parser.add_argument("--jobs", type=int, default=None,
+                        help="submissions graded at once (default: one per CPU core)")
+    parser.add_argument("--timeout", type=int, default=DEFAULT_TIMEOUT,
+                        help=f"seconds per submission (default {DEFAULT_TIMEOUT})")
+    parser.add_argument("--cell-timeout", type=int, default=DEFAULT_CELL_TIMEOUT,
+                        help=f"seconds per cell or check before it is interrupted "
+                             f"(default {DEFAULT_CELL_TIMEOUT})")
+    parser.add_argument("--memory", type=_size, default=DEFAULT_MEMORY,
+                        help="address space of a notebook's kernel (default 8G)")
+    parser.add_argument("--output-limit", type=_size, default=DEFAULT_OUTPUT,
+                        help="bytes a notebook may print (default 2M)")
+    parser.add_argument("--isolation", choices=("auto", "full", "user", "none"), default="auto",
+                        help="full: own user and file view per kernel (root, namespaces); user: "
+                             "own user only (root); none: the grader's user (not as root); "
+                             "auto: the most that is possible here")
+    args = parser.parse_args(argv)
+    try:
+        results = grade(args.submissions, solutions_dir=args.solutions, gradebook=args.gradebook,
+                        timeout=args.timeout, cell_timeout=args.cell_timeout, jobs=args.jobs,
+                        isolation=args.isolation, memory=args.memory,
+                        output_limit=args.output_limit)
+    except (FileNotFoundError, RuntimeError) as error:
+        parser.error(str(error))
+    print(table(results))
+    print(f"\ngradebook: {args.gradebook} ({len(results)} submission(s))")
+    broken = sorted({r.lab for r in results
+                     if any(c.reason.startswith("not graded (the lab") for c in r.checks)})
+    if broken:
+        print(f"\nERROR: lab(s) {', '.join(broken)} could not be graded: their checks are in the "
+              "old format (see the reasons above and utils/grading/__init__.py)", file=sys.stderr)
+        return 2
+    return 0
