@@ -52,13 +52,17 @@ def fast_adversarial(model: nn.Module, device: torch.device, *, eps: float, epoc
 def defensive_distillation(model: nn.Module, device: torch.device, *, teacher: str,
                            temperature: float, epochs: int, lr: float, batch_size: int = 128,
                            seed: int = 0) -> nn.Module:
-    """Defensive distillation (Papernot et al. 2016): learn the teacher's softened answers.
+    """Defensive distillation (Papernot et al. 2016): a student trained at temperature ``T``.
 
-    The student is trained on ``softmax(teacher(x) / T)`` with its own logits divided by the same
-    ``T``; it is then used at ``T = 1``.  Its logits come out about ``T`` times larger than a
-    normal network's, so its softmax saturates and the cross-entropy gradient that FGSM and PGD
-    follow is (numerically) zero -- the defence hides the gradient, it does not move the decision
-    boundary.  Lecture 01 shows it falling to the same attack run on ``logits / T``.
+    Papernot et al. train a teacher at temperature ``T`` (its logits divided by ``T`` in the
+    softmax), which makes its logits about ``T`` times larger, and then a student at ``T`` on the
+    teacher's temperature-``T`` probabilities.  Those probabilities are about a normal network's
+    at ``T = 1``, so the zoo's ``teacher`` (trained normally) stands in for the temperature-``T``
+    teacher: the student learns ``softmax(z / T) = softmax(teacher(x))``, i.e. logits about ``T``
+    times the teacher's.  Used at ``T = 1`` its softmax saturates, and the cross-entropy
+    gradient that FGSM and PGD follow is (numerically) zero on most images -- the defence hides
+    the gradient, it does not move the decision boundary.  Lecture 01 shows it falling to the
+    same attack run on ``logits / T``.
     """
     import torch.nn.functional as F
 
@@ -70,7 +74,7 @@ def defensive_distillation(model: nn.Module, device: torch.device, *, teacher: s
     images, labels = fashion_mnist("train")
     source = zoo.load(teacher, device)
     with torch.no_grad():
-        soft = torch.cat([F.softmax(source(chunk.to(device)) / temperature, dim=1).cpu()
+        soft = torch.cat([F.softmax(source(chunk.to(device)), dim=1).cpu()
                           for chunk in images.split(1024)])
     agree = float((soft.argmax(1) == labels).float().mean())
     print(f"  the teacher {teacher} agrees with the labels on {agree:.4f} of the training set")

@@ -39,7 +39,7 @@ ENTRIES: tuple[Entry, ...] = (
           {"eps": 0.125, "epochs": 3, "lr": 3e-3}),
     Entry("fashion_cnn_distilled", "utils.models:fashion_cnn",
           "utils.recipes:defensive_distillation",
-          "fashion_cnn's architecture distilled from fashion_cnn at T = 20: lecture 01's "
+          "fashion_cnn's architecture trained at T = 20 on fashion_cnn's answers: lecture 01's "
           "gradient-masking defence",
           {"teacher": "fashion_cnn", "temperature": 20.0, "epochs": 4, "lr": 2e-3}),
     # --- lecture 02: five architectures, the stand-ins for the noise article's five networks -
