@@ -195,6 +195,24 @@ def test_attack_returns_a_tensor_and_accepts_the_old_spellings(box):
         faces.attack(box, sources, targets, net, steps=1, alpha=0)
 
 
+def test_writeup_tricks_keep_the_rule_and_reject_bad_settings(box):
+    net = tiny_network()
+    sources, targets = faces.pair_sets(1, 2)[0].images()
+    plain = faces.attack(box, sources, targets, net, steps=3, alpha=2 / 255)
+    for trick in ({"momentum": 0.9}, {"mask_std": 1.0}, {"flips": True}):
+        images = faces.attack(box, sources, targets, net, steps=3, alpha=2 / 255, boundary=True,
+                              **trick)
+        assert images.shape == sources.shape
+        assert (faces.ssim_uint8(images, sources) >= faces.SSIM_LIMIT).all()
+    masked = faces.attack(box, sources, targets, net, steps=3, alpha=2 / 255, mask_std=1.0)
+    saved = faces.to_uint8(sources).float() / 255
+    moved, moved_plain = (masked != saved).float().mean(), (plain != saved).float().mean()
+    assert moved < moved_plain, "the mask leaves the weaker pixels alone"
+    for bad in ({"momentum": 1.0}, {"momentum": -0.1}, {"mask_std": -1.0}):
+        with pytest.raises(ValueError):
+            faces.attack(box, sources, targets, net, steps=1, **bad)
+
+
 def test_paired_differences_give_intervals_on_the_same_pair_sets():
     rows = [{"rung": "full", "score": 0.5, "per_set": [0.5, 0.6, 0.4, 0.5]},
             {"rung": "worse", "score": 0.6, "per_set": [0.6, 0.7, 0.5, 0.61]},

@@ -101,7 +101,8 @@ class AttackResult:
 def attack_stats(blackbox: BlackBox, sources: torch.Tensor, targets: torch.Tensor, models, *,
                  method: str = "fgvm", alpha: float = 2 / 255, steps: int = 40,
                  keep_if_better: bool = False, target_mode: str = "each", boundary: bool = False,
-                 smooth: float = 0.0, generator: torch.Generator | None = None,
+                 smooth: float = 0.0, momentum: float = 0.0, mask_std: float | None = None,
+                 flips: bool = False, generator: torch.Generator | None = None,
                  progress: bool = False, eps: float | None = None, weights=None) -> AttackResult:
     """:func:`attack`, returning the :class:`AttackResult` (images, queries, steps, rejected)."""
     from tqdm.auto import tqdm
@@ -115,9 +116,14 @@ def attack_stats(blackbox: BlackBox, sources: torch.Tensor, targets: torch.Tenso
     if not alpha > 0 or not isinstance(steps, int) or steps < 0:
         raise ValueError(f"alpha must be > 0 and steps an int >= 0, got alpha={alpha}, "
                          f"steps={steps}")
+    if not 0 <= momentum < 1:
+        raise ValueError(f"momentum must lie in [0, 1), got {momentum}")
+    if mask_std is not None and not mask_std >= 0:
+        raise ValueError(f"mask_std must be None or >= 0 (standard deviations), got {mask_std}")
     sources, targets = check_images(sources, "sources"), check_images(targets, "targets")
     device = sources.device
     members = _ensemble(models, weights)
+    velocity = torch.zeros_like(sources)
     start = blackbox.queries
     targets_desc = query_tensor(blackbox, targets)
     x0 = to_uint8(sources).float() / 255
@@ -133,10 +139,20 @@ def attack_stats(blackbox: BlackBox, sources: torch.Tensor, targets: torch.Tenso
             points = _target_points(targets_desc, target_mode, generator)
             x_var = x.clone().requires_grad_(True)
             loss = student_loss(members, x_var, points)
+            if flips:     # the mirrored face should move the same way: average both gradients
+                loss = (loss + student_loss(members, x_var.flip(-1), points)) / 2
             (grad,) = torch.autograd.grad(loss.sum(), x_var)
             if smooth > 0:
                 grad = gaussian_blur(grad, smooth)
+            if momentum > 0:  # MI-FGSM's accumulator, each gradient scaled by its mean |g|
+                scale = grad.abs().flatten(1).mean(1).clamp_min(1e-12).view(-1, 1, 1, 1)
+                velocity = momentum * velocity + grad / scale
+                grad = velocity
             direction = sign_step(grad) if method == "fgsm" else value_step(grad, 2.0)
+            if mask_std is not None:  # the write-up's heuristic: only the strongest pixels move
+                size = grad.abs().flatten(1)
+                cut = (size.mean(1) + mask_std * size.std(1)).view(-1, 1, 1, 1)
+                direction = direction * (grad.abs() > cut)
             candidate = (x - step * direction).clamp(0, 1)
             if boundary:
                 candidate = project_ssim(candidate, x0)
@@ -161,7 +177,8 @@ def attack_stats(blackbox: BlackBox, sources: torch.Tensor, targets: torch.Tenso
 def attack(blackbox: BlackBox, sources: torch.Tensor, targets: torch.Tensor, models, *,
            method: str = "fgvm", alpha: float = 2 / 255, steps: int = 40,
            keep_if_better: bool = False, target_mode: str = "each", boundary: bool = False,
-           smooth: float = 0.0, generator: torch.Generator | None = None,
+           smooth: float = 0.0, momentum: float = 0.0, mask_std: float | None = None,
+           flips: bool = False, generator: torch.Generator | None = None,
            progress: bool = False, eps: float | None = None, weights=None) -> torch.Tensor:
     """The gradient rungs of the ladder, on one pair set, through the black box's API.
 
@@ -179,7 +196,11 @@ def attack(blackbox: BlackBox, sources: torch.Tensor, targets: torch.Tensor, mod
       (low-frequency changes cost little SSIM and transfer better);
     - ``boundary=False``: an image stops for good at the first step that would break SSIM >= 0.95
       (the baseline's rule); ``boundary=True``: the step is pulled back onto the SSIM boundary
-      (:func:`project_ssim`) and the attack goes on from there.
+      (:func:`project_ssim`) and the attack goes on from there;
+    - the write-up's other tricks, for measuring them: ``momentum`` (MI-FGSM's accumulated
+      gradient; the write-up reports it did not help), ``mask_std`` (step only on pixels whose
+      ``|g|`` exceeds its mean plus ``mask_std`` standard deviations; the write-up's FGSM
+      heuristic uses 1) and ``flips`` (average the gradient of the face and its mirror image).
 
     There is no radius: the SSIM rule is the constraint.  Returns the changed sources (float in
     [0, 1] on uint8 levels); :func:`attack_stats` also reports what the attack spent.
@@ -187,8 +208,9 @@ def attack(blackbox: BlackBox, sources: torch.Tensor, targets: torch.Tensor, mod
     """
     return attack_stats(blackbox, sources, targets, models, method=method, alpha=alpha,
                         steps=steps, keep_if_better=keep_if_better, target_mode=target_mode,
-                        boundary=boundary, smooth=smooth, generator=generator, progress=progress,
-                        eps=eps, weights=weights).images
+                        boundary=boundary, smooth=smooth, momentum=momentum, mask_std=mask_std,
+                        flips=flips, generator=generator, progress=progress, eps=eps,
+                        weights=weights).images
 
 
 def de_polish_stats(blackbox: BlackBox, originals: torch.Tensor, adversarial: torch.Tensor,

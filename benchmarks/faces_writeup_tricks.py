@@ -1,0 +1,93 @@
+"""The competition write-up's other tricks, each measured against the rung it is added to.
+
+    python benchmarks/faces_writeup_tricks.py [--sets 20] [--seed 1] [--save FILE]
+
+The write-up lists tricks beyond lecture 03's ladder: a *mask* for FGSM (step only on pixels
+whose gradient magnitude exceeds its mean plus one standard deviation), *momentum* (which it
+reports did not help), and, from other teams, averaging over *mirror images*.  Each is added to
+one reference attack and compared with it pair set by pair set on the same pair sets (people the
+black box never saw), with a 95 % Student-t interval: an interval below zero means the trick
+lowers (improves) the score.  ``--save`` writes the rows as JSON; lecture 03 shows a committed
+copy and re-runs its first pair set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from utils import faces  # noqa: E402
+from utils.session import pick_device  # noqa: E402
+
+FGVM_ON_BOUNDARY = dict(faces.FGVM, boundary=True)
+COMPARISONS = {
+    # name: (reference attack, the attack with the trick added)
+    "mean+std mask on the FGSM baseline": (faces.BASELINE, dict(faces.BASELINE, mask_std=1.0)),
+    "momentum 0.9 on FGVM (SSIM boundary)": (FGVM_ON_BOUNDARY, dict(FGVM_ON_BOUNDARY, momentum=0.9)),
+    "mirror-image gradients on FGVM (SSIM boundary)": (FGVM_ON_BOUNDARY,
+                                                        dict(FGVM_ON_BOUNDARY, flips=True)),
+}
+"""All on the first student alone, so that each trick is measured where it is cheapest to see."""
+
+
+def rungs(students) -> list[tuple[str, object]]:
+    """``[(name, run), ...]`` for :func:`utils.faces.run_ladder`: reference, trick, reference, ..."""
+    one = students[:1]
+
+    def runner(config):
+        def run(blackbox, sources, targets, generator, previous=None):
+            return faces.attack_stats(blackbox, sources, targets, one, generator=generator,
+                                      **config)
+        return run
+
+    out = []
+    for name, (reference, trick) in COMPARISONS.items():
+        out += [(f"{name}: reference", runner(reference)), (f"{name}: with it", runner(trick))]
+    return out
+
+
+def compare(rows: list[dict]) -> list[dict]:
+    """One row per trick: reference and trick scores, the paired difference and its interval."""
+    table = []
+    for k, name in enumerate(COMPARISONS):
+        reference, trick = rows[2 * k], rows[2 * k + 1]
+        diff = faces.paired_differences([reference, trick])[1]
+        table.append({"trick": name, "reference": reference["score"], "with it": trick["score"],
+                      "difference": diff["difference"], "low": diff["low"], "high": diff["high"],
+                      "valid": bool(reference["valid"] and trick["valid"]), "sets": diff["sets"],
+                      "per_set_reference": reference["per_set"], "per_set_trick": trick["per_set"]})
+    return table
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sets", type=int, default=20, help="number of pair sets")
+    parser.add_argument("--seed", type=int, default=1, help="seed of utils.faces.pair_sets")
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: CUDA when present)")
+    parser.add_argument("--save", type=Path, default=None, help="write the rows as JSON here")
+    args = parser.parse_args()
+    device = pick_device(args.device)
+    blackbox = faces.BlackBox(device)
+    students = faces.load_students(device=device)
+    pairs = faces.pair_sets(args.sets, args.seed)
+    start = time.perf_counter()
+    table = compare(faces.run_ladder(blackbox, pairs, rungs(students), device=device))
+    print(f"{len(pairs)} pair sets (seed {args.seed}) on {device.type}, {time.perf_counter() - start:.0f} s")
+    print(f"{'trick':48s} {'reference':>9s} {'with it':>8s} {'diff':>8s} {'95% interval':>19s}")
+    for row in table:
+        print(f"{row['trick']:48s} {row['reference']:9.4f} {row['with it']:8.4f} "
+              f"{row['difference']:+8.4f} [{row['low']:+.4f}, {row['high']:+.4f}]")
+    if args.save:
+        args.save.parent.mkdir(parents=True, exist_ok=True)
+        args.save.write_text(json.dumps({"sets": args.sets, "seed": args.seed,
+                                         "device": device.type, "rows": table}, indent=1))
+        print(f"saved {args.save}")
+
+
+if __name__ == "__main__":
+    main()
