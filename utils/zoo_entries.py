@@ -68,6 +68,10 @@ ENTRIES: tuple[Entry, ...] = (
     Entry("face_student_wide", "utils.faces.models:student_wide",
           "utils.faces.recipes:distill_student",
           "lecture 03 student (wide, shallow CNN) distilled from face_blackbox's descriptors"),
+    Entry("face_student_resnet_l2", "utils.faces.models:student_resnet",
+          "utils.faces.recipes:distill_student",
+          "face_student_resnet distilled with the L2 distance instead of MSE (the write-up's "
+          "comparison)", {"loss": "l2"}),
     # --- lecture 04: domain adaptation by gradient reversal (utils.domain) --------------------
     # one architecture, optimiser and length for all; settings chosen on target validation
     Entry("domain_source_only", "utils.domain.models:domain_net", "utils.domain.recipes:source_only",
