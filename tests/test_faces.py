@@ -228,3 +228,10 @@ def test_ablation_variants_each_drop_one_idea():
     names = [name for name, _ in faces.ablation_rungs([tiny_network(), tiny_network()])]
     assert names[0] == "full pipeline" and len(names) == len(set(names)) == 8
     assert all(name.startswith("- ") for name in names[1:])
+
+
+def test_distill_student_rejects_an_unknown_loss():
+    from utils.faces import recipes
+
+    with pytest.raises(ValueError, match="loss"):
+        recipes.distill_student(tiny_network(), torch.device("cpu"), loss="l1")
