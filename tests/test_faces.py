@@ -208,6 +208,13 @@ def test_writeup_tricks_keep_the_rule_and_reject_bad_settings(box):
     saved = faces.to_uint8(sources).float() / 255
     moved, moved_plain = (masked != saved).float().mean(), (plain != saved).float().mean()
     assert moved < moved_plain, "the mask leaves the weaker pixels alone"
+    pair = faces.pair_sets(1, 2)[0]
+    extra = pair.other_target_photos()
+    assert extra.shape == (5, 1, faces.SIZE, faces.SIZE)
+    assert not any(torch.equal(e, t) for e in extra for t in targets), "other photos, not the targets"
+    before = box.queries
+    result = faces.attack_stats(box, sources, targets, net, steps=2, extra_targets=extra)
+    assert result.queries == box.queries - before == 5 + 5, "the extra targets cost one query each"
     for bad in ({"momentum": 1.0}, {"momentum": -0.1}, {"mask_std": -1.0}):
         with pytest.raises(ValueError):
             faces.attack(box, sources, targets, net, steps=1, **bad)

@@ -77,6 +77,18 @@ class PairSet:
         return (images[list(self.source_index)].to(device),
                 images[list(self.target_index)].to(device))
 
+    def other_target_photos(self, device: torch.device | str | None = None) -> torch.Tensor:
+        """The target person's photos that are *not* among the pair set's targets
+        ``(10 - 5, 1, 64, 64)``: "extra targets", which the score ignores but an attack may aim at
+        too (the write-up's teams got theirs from photos repeated across pair sets)."""
+        from utils.data import olivetti_faces
+
+        images, _ = olivetti_faces()
+        device = torch.device(device) if device is not None else images.device
+        rows = [10 * self.target_person + i for i in range(10)
+                if 10 * self.target_person + i not in self.target_index]
+        return images[rows].to(device)
+
 
 def pair_sets(n: int, seed: int = 0) -> list[PairSet]:
     """``n`` reproducible pair sets drawn only from :data:`UNSEEN_PEOPLE` (NumPy seeded RNG).

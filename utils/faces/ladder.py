@@ -102,7 +102,8 @@ def attack_stats(blackbox: BlackBox, sources: torch.Tensor, targets: torch.Tenso
                  method: str = "fgvm", alpha: float = 2 / 255, steps: int = 40,
                  keep_if_better: bool = False, target_mode: str = "each", boundary: bool = False,
                  smooth: float = 0.0, momentum: float = 0.0, mask_std: float | None = None,
-                 flips: bool = False, generator: torch.Generator | None = None,
+                 flips: bool = False, extra_targets: torch.Tensor | None = None,
+                 generator: torch.Generator | None = None,
                  progress: bool = False, eps: float | None = None, weights=None) -> AttackResult:
     """:func:`attack`, returning the :class:`AttackResult` (images, queries, steps, rejected)."""
     from tqdm.auto import tqdm
@@ -126,6 +127,10 @@ def attack_stats(blackbox: BlackBox, sources: torch.Tensor, targets: torch.Tenso
     velocity = torch.zeros_like(sources)
     start = blackbox.queries
     targets_desc = query_tensor(blackbox, targets)
+    aim = targets_desc                    # what the students pull towards (the score: targets only)
+    if extra_targets is not None:
+        aim = torch.cat([targets_desc, query_tensor(blackbox, check_images(extra_targets,
+                                                                           "extra_targets"))])
     x0 = to_uint8(sources).float() / 255
     x = x0.clone()
     n = len(x)
@@ -136,7 +141,7 @@ def attack_stats(blackbox: BlackBox, sources: torch.Tensor, targets: torch.Tenso
     rejected = torch.zeros((), dtype=torch.long, device=device)
     with frozen(members):
         for _ in tqdm(range(steps), desc=f"{method} attack", leave=False, disable=not progress):
-            points = _target_points(targets_desc, target_mode, generator)
+            points = _target_points(aim, target_mode, generator)
             x_var = x.clone().requires_grad_(True)
             loss = student_loss(members, x_var, points)
             if flips:     # the mirrored face should move the same way: average both gradients
@@ -178,7 +183,8 @@ def attack(blackbox: BlackBox, sources: torch.Tensor, targets: torch.Tensor, mod
            method: str = "fgvm", alpha: float = 2 / 255, steps: int = 40,
            keep_if_better: bool = False, target_mode: str = "each", boundary: bool = False,
            smooth: float = 0.0, momentum: float = 0.0, mask_std: float | None = None,
-           flips: bool = False, generator: torch.Generator | None = None,
+           flips: bool = False, extra_targets: torch.Tensor | None = None,
+           generator: torch.Generator | None = None,
            progress: bool = False, eps: float | None = None, weights=None) -> torch.Tensor:
     """The gradient rungs of the ladder, on one pair set, through the black box's API.
 
@@ -200,7 +206,9 @@ def attack(blackbox: BlackBox, sources: torch.Tensor, targets: torch.Tensor, mod
     - the write-up's other tricks, for measuring them: ``momentum`` (MI-FGSM's accumulated
       gradient; the write-up reports it did not help), ``mask_std`` (step only on pixels whose
       ``|g|`` exceeds its mean plus ``mask_std`` standard deviations; the write-up's FGSM
-      heuristic uses 1) and ``flips`` (average the gradient of the face and its mirror image).
+      heuristic uses 1), ``flips`` (average the gradient of the face and its mirror image) and
+      ``extra_targets`` (more photos of the target person to pull towards; the score ignores
+      them; 1 query each, e.g. :meth:`PairSet.other_target_photos`).
 
     There is no radius: the SSIM rule is the constraint.  Returns the changed sources (float in
     [0, 1] on uint8 levels); :func:`attack_stats` also reports what the attack spent.
@@ -209,8 +217,8 @@ def attack(blackbox: BlackBox, sources: torch.Tensor, targets: torch.Tensor, mod
     return attack_stats(blackbox, sources, targets, models, method=method, alpha=alpha,
                         steps=steps, keep_if_better=keep_if_better, target_mode=target_mode,
                         boundary=boundary, smooth=smooth, momentum=momentum, mask_std=mask_std,
-                        flips=flips, generator=generator, progress=progress, eps=eps,
-                        weights=weights).images
+                        flips=flips, extra_targets=extra_targets, generator=generator,
+                        progress=progress, eps=eps, weights=weights).images
 
 
 def de_polish_stats(blackbox: BlackBox, originals: torch.Tensor, adversarial: torch.Tensor,
