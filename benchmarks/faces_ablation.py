@@ -12,26 +12,16 @@ interval.  An idea helps, by this measurement, only where the interval lies abov
 
 from __future__ import annotations
 
-import argparse
-import json
 import time
-from pathlib import Path
+
+from _faces_setup import arguments, game, save
 
 from utils import faces
-from utils.session import pick_device
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--sets", type=int, default=20, help="number of pair sets")
-    parser.add_argument("--seed", type=int, default=1, help="seed of utils.faces.pair_sets")
-    parser.add_argument("--device", default=None, help="cpu or cuda (default: CUDA when present)")
-    parser.add_argument("--save", type=Path, default=None, help="write the rows as JSON here")
-    args = parser.parse_args()
-    device = pick_device(args.device)
-    blackbox = faces.BlackBox(device)
-    students = faces.load_students(device=device)
-    pairs = faces.pair_sets(args.sets, args.seed)
+    args = arguments(__doc__)
+    device, blackbox, students, pairs = game(args)
     print(f"{len(pairs)} pair sets (seed {args.seed}) on {device.type}")
     start = time.perf_counter()
     rows = faces.run_ladder(blackbox, pairs, faces.ablation_rungs(students), device=device)
@@ -44,14 +34,10 @@ def main() -> None:
               f"[{diff['low']:+.4f}, {diff['high']:+.4f}] {str(row['valid']):>5s} "
               f"{row['queries per set']:8.0f}")
     print(f"{seconds:.0f} s in all")
-    if args.save:
-        for row, diff in zip(rows, table):
-            diff.update(valid=row["valid"], queries=row["queries per set"],
-                        min_ssim=row["min SSIM"], per_set=row["per_set"])
-        args.save.parent.mkdir(parents=True, exist_ok=True)
-        args.save.write_text(json.dumps({"sets": args.sets, "seed": args.seed,
-                                         "device": device.type, "rows": table}, indent=1))
-        print(f"saved {args.save}")
+    for row, diff in zip(rows, table):
+        diff.update(valid=row["valid"], queries=row["queries per set"],
+                    min_ssim=row["min SSIM"], per_set=row["per_set"])
+    save(args, device, table)
 
 
 if __name__ == "__main__":

@@ -17,16 +17,15 @@ copy and re-runs its first pair set.
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from _faces_setup import arguments, game, save  # noqa: E402
+
 from utils import faces  # noqa: E402
-from utils.session import pick_device  # noqa: E402
 
 FGVM_ON_BOUNDARY = dict(faces.FGVM, boundary=True)
 COMPARISONS = {
@@ -87,16 +86,8 @@ def compare(rows: list[dict]) -> list[dict]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--sets", type=int, default=20, help="number of pair sets")
-    parser.add_argument("--seed", type=int, default=1, help="seed of utils.faces.pair_sets")
-    parser.add_argument("--device", default=None, help="cpu or cuda (default: CUDA when present)")
-    parser.add_argument("--save", type=Path, default=None, help="write the rows as JSON here")
-    args = parser.parse_args()
-    device = pick_device(args.device)
-    blackbox = faces.BlackBox(device)
-    students = faces.load_students(device=device)
-    pairs = faces.pair_sets(args.sets, args.seed)
+    args = arguments(__doc__)
+    device, blackbox, students, pairs = game(args)
     start = time.perf_counter()
     table = compare(faces.run_ladder(blackbox, pairs, rungs(students, pairs), device=device))
     seconds = time.perf_counter() - start
@@ -105,11 +96,7 @@ def main() -> None:
     for row in table:
         print(f"{row['trick']:64s} {row['reference']:9.4f} {row['with it']:8.4f} "
               f"{row['difference']:+8.4f} [{row['low']:+.4f}, {row['high']:+.4f}]")
-    if args.save:
-        args.save.parent.mkdir(parents=True, exist_ok=True)
-        args.save.write_text(json.dumps({"sets": args.sets, "seed": args.seed,
-                                         "device": device.type, "rows": table}, indent=1))
-        print(f"saved {args.save}")
+    save(args, device, table)
 
 
 if __name__ == "__main__":
