@@ -38,3 +38,17 @@ def test_pick_device_honours_the_environment(monkeypatch):
 def test_asking_for_cuda_without_a_gpu_says_so():
     with pytest.raises(ValueError, match="no CUDA"):
         pick_device("cuda")
+
+
+def test_importing_utils_makes_idle_openmp_threads_sleep_unless_told_otherwise():
+    import os
+    import subprocess
+    import sys
+
+    code = "import os, utils; print(os.environ['OMP_WAIT_POLICY'])"
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.stdout.strip() == "PASSIVE", out.stderr
+    env["OMP_WAIT_POLICY"] = "ACTIVE"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.stdout.strip() == "ACTIVE", "an explicit setting wins"
