@@ -85,4 +85,3 @@ def test_batches_move_to_the_device():
     x, y = toy_data(8)
     batch = next(iter(training.Batches(x, y, batch_size=4, device="cuda")))
     assert batch[0].is_cuda and batch[1].is_cuda
-
