@@ -198,6 +198,11 @@ def enter_view(view: dict) -> None:
     _mount(libc, None, "/", None, MS_REC | MS_PRIVATE)
     root = Path(view["mount_point"])
     _mount(libc, "advx-view", root, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=0755")
+    # the private /tmp first: a course or Python installed under /tmp is then bound on top of it
+    # (mounted after the binds, the tmpfs would hide them and the kernel could not start)
+    tmp = _make_target(root, "/tmp", is_dir=True)
+    _mount(libc, "advx-tmp", tmp, "tmpfs", MS_NOSUID | MS_NODEV,
+           f"size={int(view['tmp_size'])},mode=1777")
     binds = [os.path.realpath(p) for p in view["binds"]]
     for top in ("bin", "sbin", "lib", "lib64", "lib32", "libx32"):   # merged-/usr symlinks
         host = Path("/") / top
@@ -219,9 +224,6 @@ def enter_view(view: dict) -> None:
     for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
                          ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")):
         (root / "dev" / name).symlink_to(target)
-    tmp = _make_target(root, "/tmp", is_dir=True)
-    _mount(libc, "advx-tmp", tmp, "tmpfs", MS_NOSUID | MS_NODEV,
-           f"size={int(view['tmp_size'])},mode=1777")
     shm = _make_target(root, "/dev/shm", is_dir=True)
     _mount(libc, "advx-shm", shm, "tmpfs", MS_NOSUID | MS_NODEV, "size=64m,mode=1777")
     for path in view.get("hide", ()):
