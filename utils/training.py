@@ -36,11 +36,17 @@ def evaluating(model: nn.Module):
 
 
 @torch.no_grad()
+def outputs(model: nn.Module, inputs: torch.Tensor, *, batch_size: int = 1000) -> torch.Tensor:
+    """``model(inputs)`` in eval mode, in batches, without gradients, on the inputs' device."""
+    with evaluating(model):
+        return torch.cat([model(inputs[i:i + batch_size])
+                          for i in range(0, len(inputs), batch_size)])
+
+
+@torch.no_grad()
 def predict(model: nn.Module, images: torch.Tensor, *, batch_size: int = 1000) -> torch.Tensor:
     """Predicted labels of ``images`` (on the images' device), in batches, model in eval mode."""
-    with evaluating(model):
-        return torch.cat([model(images[i:i + batch_size]).argmax(1)
-                          for i in range(0, len(images), batch_size)])
+    return outputs(model, images, batch_size=batch_size).argmax(1)
 
 
 def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *,

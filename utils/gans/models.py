@@ -13,6 +13,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from utils.training import outputs
+
 IMAGE_SHAPE = (1, 28, 28)
 
 
@@ -120,13 +122,7 @@ def _generator_of(model: nn.Module) -> Generator:
 @torch.no_grad()
 def generate(model: nn.Module, z: torch.Tensor, *, batch_size: int = 1000) -> torch.Tensor:
     """G(z) in eval mode (batch norm with its running statistics), in batches, on z's device."""
-    net = _generator_of(model)
-    was_training = net.training
-    net.eval()
-    try:
-        return torch.cat([net(z[i:i + batch_size]) for i in range(0, len(z), batch_size)])
-    finally:
-        net.train(was_training)
+    return outputs(_generator_of(model), z, batch_size=batch_size)
 
 
 def sample(model: nn.Module, n: int, *, generator: torch.Generator | None = None,

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from utils.gans.losses import discriminator_loss, generator_loss
-from utils.training import Batches, History, fit, make_optimiser
+from utils.training import Batches, History, fit, make_optimiser, outputs
 
 SIGMA = 1.5
 L1_WEIGHT = 100.0
@@ -210,12 +210,7 @@ def train_deblur(G: nn.Module, sharp_images: torch.Tensor, *, adversarial_weight
 @torch.no_grad()
 def restore(G: nn.Module, blurred: torch.Tensor, *, batch_size: int = 1000) -> torch.Tensor:
     """G's sharp guesses for ``blurred`` images, in eval mode, in batches, on their device."""
-    was_training = G.training
-    G.eval()
-    try:
-        return torch.cat([G(blurred[i:i + batch_size]) for i in range(0, len(blurred), batch_size)])
-    finally:
-        G.train(was_training)
+    return outputs(G, blurred, batch_size=batch_size)
 
 
 __all__ = ["SIGMA", "L1_WEIGHT", "gaussian_kernel", "blur", "deblur_pairs", "DeblurNet",

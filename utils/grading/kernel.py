@@ -78,7 +78,7 @@ class KernelServer:
             extra.update(self.run_cell(fields.get("source", "")))
             value = None
         elif op == "call":
-            args, kwargs = _arguments(payload)
+            args, kwargs = wire.call_arguments(payload)
             function = self.resolve(fields)
             if fields.get("effects"):
                 from utils.grading.api import measure_effects
@@ -89,7 +89,7 @@ class KernelServer:
                 value = function(*args, **kwargs)
             extra["generators"] = _generator_states(args, kwargs)
         elif op == "probe":
-            args, kwargs = _arguments(payload)
+            args, kwargs = wire.call_arguments(payload)
             namespace = self.shell.user_ns
             exec(compile(str(fields["source"]), "<the grader's check>", "exec"), namespace)
             value = namespace[str(fields["name"])](*args, **kwargs)
@@ -191,14 +191,6 @@ class KernelServer:
 
     def remember_zoo_model(self, model, name: str) -> None:
         self.zoo_names[id(model)] = name
-
-
-def _arguments(payload) -> tuple[list, dict]:
-    if not (isinstance(payload, (list, tuple)) and len(payload) == 2 and
-            isinstance(payload[0], (list, tuple)) and isinstance(payload[1], dict) and
-            all(isinstance(key, str) for key in payload[1])):
-        raise wire.WireError("malformed call arguments")
-    return list(payload[0]), payload[1]
 
 
 def _generator_states(args: list, kwargs: dict) -> list:

@@ -529,3 +529,12 @@ def _text(value, limit: int) -> str:
     text = "".join(ch if ch.isprintable() else " " for ch in value[: limit * 2])
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def call_arguments(payload) -> tuple[list, dict]:
+    """``(args, kwargs)`` of a decoded call: ``[list, {str: value}]``, or :class:`WireError`."""
+    if not (isinstance(payload, (list, tuple)) and len(payload) == 2 and
+            isinstance(payload[0], (list, tuple)) and isinstance(payload[1], dict) and
+            all(isinstance(key, str) for key in payload[1])):
+        raise WireError("malformed call arguments")
+    return list(payload[0]), payload[1]

@@ -318,7 +318,7 @@ class Session:
             if target is None or not callable(target):
                 raise LookupError("that function is no longer available (it was passed to an "
                                   "earlier call)")
-            args, kwargs = _arguments(payload)
+            args, kwargs = wire.call_arguments(payload)
             return target(*args, **kwargs), {}
         if op == "blackbox":
             return self.desk.handle(fields, payload), {}
@@ -500,14 +500,6 @@ class Session:
                 self.notices.append(f"cell {index} printed more than its share of the output "
                                     f"limit ({self.output_limit} bytes) and was interrupted")
         return outcome
-
-
-def _arguments(payload) -> tuple[list, dict]:
-    if not (isinstance(payload, (list, tuple)) and len(payload) == 2 and
-            isinstance(payload[0], (list, tuple)) and isinstance(payload[1], dict) and
-            all(isinstance(key, str) for key in payload[1])):
-        raise wire.WireError("malformed call arguments")
-    return list(payload[0]), payload[1]
 
 
 # ============================================================================================
