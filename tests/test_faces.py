@@ -183,14 +183,13 @@ def test_fast_ssim_matches_the_scorers():
                               atol=1e-5)
 
 
-def test_attack_returns_a_tensor_and_accepts_the_old_spellings(box):
+def test_attack_returns_a_tensor_and_takes_an_ensemble_as_pairs(box):
     net = tiny_network()
     sources, targets = faces.pair_sets(1, 2)[0].images()
     images = faces.attack(box, sources, targets, net, steps=1, alpha=2 / 255)
     assert isinstance(images, torch.Tensor) and images.shape == sources.shape
-    with pytest.warns(DeprecationWarning):
-        old = faces.attack(box, sources, targets, [net], steps=1, eps=2 / 255, weights=[1.0])
-    assert torch.equal(old, images)
+    weighted = faces.attack(box, sources, targets, [(net, 3.0)], steps=1, alpha=2 / 255)
+    assert torch.equal(weighted, images), "one student, any weight: the same attack"
     with pytest.raises(ValueError, match="alpha"):
         faces.attack(box, sources, targets, net, steps=1, alpha=0)
 

@@ -18,7 +18,6 @@ loop, differential evolution and the blur.
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -68,15 +67,11 @@ def student_loss(members: Sequence[tuple[nn.Module, float]], x: torch.Tensor,
     return total
 
 
-def _ensemble(models, weights=None) -> list[tuple[nn.Module, float]]:
+def _ensemble(models) -> list[tuple[nn.Module, float]]:
     """``[(student, weight), ...]`` with weights summing to one, from an ensemble given the way
-    :mod:`utils.attacks` takes it (``weights=`` is the deprecated spelling)."""
+    :mod:`utils.attacks` takes it."""
     if isinstance(models, nn.Module):
         models = [models]
-    if weights is not None:
-        warnings.warn("weights= is deprecated: pass the ensemble as [(student, weight), ...]",
-                      DeprecationWarning, stacklevel=3)
-        models = list(zip(models, [float(w) for w in torch.as_tensor(weights).tolist()]))
     return ensemble_members(list(models))
 
 
@@ -104,14 +99,10 @@ def attack_stats(blackbox: BlackBox, sources: torch.Tensor, targets: torch.Tenso
                  smooth: float = 0.0, momentum: float = 0.0, mask_std: float | None = None,
                  flips: bool = False, extra_targets: torch.Tensor | None = None,
                  generator: torch.Generator | None = None,
-                 progress: bool = False, eps: float | None = None, weights=None) -> AttackResult:
+                 progress: bool = False) -> AttackResult:
     """:func:`attack`, returning the :class:`AttackResult` (images, queries, steps, rejected)."""
     from tqdm.auto import tqdm
 
-    if eps is not None:
-        warnings.warn("faces.attack(eps=...) is deprecated: the step size is alpha (eps is a "
-                      "radius everywhere else in the kit)", DeprecationWarning, stacklevel=2)
-        alpha = eps
     if method not in ("fgsm", "fgvm"):
         raise ValueError(f"method must be 'fgsm' or 'fgvm', got {method!r}")
     if not alpha > 0 or not isinstance(steps, int) or steps < 0:
@@ -123,7 +114,7 @@ def attack_stats(blackbox: BlackBox, sources: torch.Tensor, targets: torch.Tenso
         raise ValueError(f"mask_std must be None or >= 0 (standard deviations), got {mask_std}")
     sources, targets = check_images(sources, "sources"), check_images(targets, "targets")
     device = sources.device
-    members = _ensemble(models, weights)
+    members = _ensemble(models)
     velocity = torch.zeros_like(sources)
     start = blackbox.queries
     targets_desc = query_tensor(blackbox, targets)
@@ -185,7 +176,7 @@ def attack(blackbox: BlackBox, sources: torch.Tensor, targets: torch.Tensor, mod
            smooth: float = 0.0, momentum: float = 0.0, mask_std: float | None = None,
            flips: bool = False, extra_targets: torch.Tensor | None = None,
            generator: torch.Generator | None = None,
-           progress: bool = False, eps: float | None = None, weights=None) -> torch.Tensor:
+           progress: bool = False) -> torch.Tensor:
     """The gradient rungs of the ladder, on one pair set, through the black box's API.
 
     Every step moves each source down the students' (weighted) gradient of the mean distance
@@ -212,25 +203,20 @@ def attack(blackbox: BlackBox, sources: torch.Tensor, targets: torch.Tensor, mod
 
     There is no radius: the SSIM rule is the constraint.  Returns the changed sources (float in
     [0, 1] on uint8 levels); :func:`attack_stats` also reports what the attack spent.
-    ``eps=`` and ``weights=`` are deprecated spellings of ``alpha=`` and of weighted pairs.
     """
     return attack_stats(blackbox, sources, targets, models, method=method, alpha=alpha,
                         steps=steps, keep_if_better=keep_if_better, target_mode=target_mode,
                         boundary=boundary, smooth=smooth, momentum=momentum, mask_std=mask_std,
                         flips=flips, extra_targets=extra_targets, generator=generator,
-                        progress=progress, eps=eps, weights=weights).images
+                        progress=progress).images
 
 
 def de_polish_stats(blackbox: BlackBox, originals: torch.Tensor, adversarial: torch.Tensor,
                     targets: torch.Tensor, models=(), *, pixels: int = 32, population: int = 16,
                     steps: int = 12, amplitude: float = 6 / 255, mutation: float = 0.6,
-                    crossover: float = 0.7, generator: torch.Generator | None = None,
-                    generations: int | None = None) -> AttackResult:
+                    crossover: float = 0.7,
+                    generator: torch.Generator | None = None) -> AttackResult:
     """:func:`de_polish`, returning the :class:`AttackResult`."""
-    if generations is not None:
-        warnings.warn("de_polish(generations=...) is deprecated: use steps=", DeprecationWarning,
-                      stacklevel=2)
-        steps = generations
     originals = check_images(originals, "originals")
     x = to_uint8(check_images(adversarial, "adversarial")).float() / 255
     x0 = to_uint8(originals).float() / 255
@@ -273,8 +259,8 @@ def de_polish_stats(blackbox: BlackBox, originals: torch.Tensor, adversarial: to
 def de_polish(blackbox: BlackBox, originals: torch.Tensor, adversarial: torch.Tensor,
               targets: torch.Tensor, models=(), *, pixels: int = 32, population: int = 16,
               steps: int = 12, amplitude: float = 6 / 255, mutation: float = 0.6,
-              crossover: float = 0.7, generator: torch.Generator | None = None,
-              generations: int | None = None) -> torch.Tensor:
+              crossover: float = 0.7,
+              generator: torch.Generator | None = None) -> torch.Tensor:
     """Differential-evolution pixel polish, black-box only: for each image,
     :func:`utils.attacks.differential_evolution` (rand/1/bin) searches additive changes in
     [-amplitude, amplitude] to ``pixels`` chosen pixels (where the students' gradient is
@@ -285,8 +271,8 @@ def de_polish(blackbox: BlackBox, originals: torch.Tensor, adversarial: torch.Te
     """
     return de_polish_stats(blackbox, originals, adversarial, targets, models, pixels=pixels,
                            population=population, steps=steps, amplitude=amplitude,
-                           mutation=mutation, crossover=crossover, generator=generator,
-                           generations=generations).images
+                           mutation=mutation, crossover=crossover,
+                           generator=generator).images
 
 
 def cw_attack(model, sources: torch.Tensor, targets_desc: torch.Tensor, *, c: float = 20.0,
