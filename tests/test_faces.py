@@ -277,7 +277,7 @@ def test_a_pipeline_chains_stages_and_adds_up_what_they_spent(box):
     assert nothing.queries == 0
     small = dict(pixels=4, population=4, steps=1)
     pipeline = faces.Pipeline((faces.GradientStage((net,), faces.plan(steps=2, boundary=True)),
-                               faces.PolishStage((net,), tuple(small.items()))))
+                               faces.PolishStage((net,), **small)))
     result = pipeline(box, sources, targets, torch.Generator().manual_seed(0))
     first = faces.attack_stats(box, sources, targets, net, steps=2, boundary=True,
                                generator=torch.Generator().manual_seed(0))

@@ -33,12 +33,12 @@ import torch
 from torch import nn
 
 from utils.attacks import differential_evolution, ensemble_members, frozen, optimise_input
+from utils.faces import tricks
 from utils.faces.blackbox import BlackBox, check_images, query_tensor
 from utils.faces.game import SIZE, PairSet
 from utils.faces.recipes import load_students
 from utils.faces.rule import guard, is_valid, to_uint8
 from utils.faces.scoring import score_images
-from utils.faces import tricks
 from utils.faces.tricks import AttackPlan, Run, blackbox_loss, student_loss
 from utils.stats import t_interval
 
@@ -207,6 +207,10 @@ def de_polish(blackbox: BlackBox, originals: torch.Tensor, adversarial: torch.Te
                            generator=generator).images
 
 
+# --------------------------------------------------------------------------------------------
+# the write-up's foil: a white-box attack on one student
+
+
 def cw_attack(model, sources: torch.Tensor, targets_desc: torch.Tensor, *, c: float = 20.0,
               steps: int = 200, lr: float = 0.02) -> torch.Tensor:
     """Carlini-Wagner-style L2 attack on a student (or ensemble), white box, end to end: with
@@ -244,16 +248,21 @@ class GradientStage:
 
 @dataclass(frozen=True)
 class PolishStage:
-    """A stage that polishes the images so far with :func:`de_polish_stats` (pixels chosen by
-    the students' gradient)."""
+    """A stage that polishes the images so far with :func:`de_polish_stats`: ``pixels`` pixels
+    (where the students' gradient is largest), ``population`` members, ``steps`` generations,
+    changes of at most ``amplitude``."""
 
     students: tuple
-    settings: tuple = ()        # de_polish keywords as (name, value) pairs
+    pixels: int = 32
+    population: int = 16
+    steps: int = 12
+    amplitude: float = 6 / 255
 
     def __call__(self, blackbox, sources, targets, generator, current=None) -> AttackResult:
         images = current.images if current is not None else sources
         return de_polish_stats(blackbox, sources, images, targets, list(self.students),
-                               generator=generator, **dict(self.settings))
+                               pixels=self.pixels, population=self.population, steps=self.steps,
+                               amplitude=self.amplitude, generator=generator)
 
 
 @dataclass(frozen=True)
@@ -301,7 +310,7 @@ def polished_pipeline(students, *, resume: bool = False, **options) -> Pipeline:
     ``students``."""
     students = _as_given(students)
     return Pipeline((GradientStage(students, tricks.plan(**options)),
-                     PolishStage(students, tuple(DE_POLISH.items()))), resume=resume)
+                     PolishStage(students, **DE_POLISH)), resume=resume)
 
 
 BASELINE = dict(method="fgsm", steps=20, alpha=1 / 255)
