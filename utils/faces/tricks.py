@@ -13,7 +13,7 @@ Every gradient attack of the ladder repeats the same step on each source image `
  4    ``direction = step(g)``, then the mask                        ``sign_step`` / ``value_step``
                                                                     (:mod:`utils.attacks`),
                                                                     :class:`Mask`
- 5    ``candidate = x - alpha * direction``, then the rule           :class:`StopAtBreak`,
+ 5    ``candidate = x - alpha * direction``, then the rule          :class:`StopAtBreak`,
                                                                     :class:`SSIMBoundary`
  6    ``x = candidate`` where the acceptance says so                :class:`AcceptAll`,
                                                                     :class:`KeepIfBetter`
