@@ -3,6 +3,7 @@
 
     python3 kit.py open    # set up (first time only) and open the course in JupyterLab
     python3 kit.py test    # set up (first time only) and run every test and notebook
+    python3 kit.py test --quick   # the unit tests only (no notebooks, browser or grader): ~1 min
 
 Both commands are idempotent: the virtual environment ``.venv/`` is made once, and packages
 are installed again only when ``pyproject.toml`` changes.  Extra arguments go to JupyterLab or
@@ -71,9 +72,16 @@ def open_course(args: list[str]) -> int:
 
 
 def run_tests(args: list[str]) -> int:
+    """Everything (CI), or with ``--quick`` the tests not marked slow (tests/conftest.py marks
+    the grader, browser, site and notebook tests) and no notebooks collected at all."""
     ensure_environment("dev")
-    command = [str(PYTHON), "-m", "pytest", "--nbval-lax", "--nbval-current-env",
-               "--nbval-cell-timeout=900", *args]
+    if "--quick" in args:
+        # without nbval's flags pytest collects no notebook
+        command = [str(PYTHON), "-m", "pytest", "-m", "not slow",
+                   *[arg for arg in args if arg != "--quick"]]
+    else:
+        command = [str(PYTHON), "-m", "pytest", "--nbval-lax", "--nbval-current-env",
+                   "--nbval-cell-timeout=900", *args]
     say("running: " + " ".join(command[1:]))
     return subprocess.call(command, cwd=ROOT, env=child_environment())
 

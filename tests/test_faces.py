@@ -183,14 +183,13 @@ def test_fast_ssim_matches_the_scorers():
                               atol=1e-5)
 
 
-def test_attack_returns_a_tensor_and_accepts_the_old_spellings(box):
+def test_attack_returns_a_tensor_and_takes_an_ensemble_as_pairs(box):
     net = tiny_network()
     sources, targets = faces.pair_sets(1, 2)[0].images()
     images = faces.attack(box, sources, targets, net, steps=1, alpha=2 / 255)
     assert isinstance(images, torch.Tensor) and images.shape == sources.shape
-    with pytest.warns(DeprecationWarning):
-        old = faces.attack(box, sources, targets, [net], steps=1, eps=2 / 255, weights=[1.0])
-    assert torch.equal(old, images)
+    weighted = faces.attack(box, sources, targets, [(net, 3.0)], steps=1, alpha=2 / 255)
+    assert torch.equal(weighted, images), "one student, any weight: the same attack"
     with pytest.raises(ValueError, match="alpha"):
         faces.attack(box, sources, targets, net, steps=1, alpha=0)
 
@@ -242,3 +241,51 @@ def test_distill_student_rejects_an_unknown_loss():
 
     with pytest.raises(ValueError, match="loss"):
         recipes.distill_student(tiny_network(), torch.device("cpu"), loss="l1")
+
+
+def test_a_plan_is_its_keywords_and_tricks_compose(box):
+    net = tiny_network()
+    sources, targets = faces.pair_sets(1, 2)[0].images()
+    options = dict(faces.BEST, steps=2, momentum=0.5, mask_std=0.5, flips=True)
+    plan = faces.plan(**options)
+    assert [type(f).__name__ for f in plan.filters] == ["Smooth", "Momentum"], "blur first"
+    by_keywords = faces.attack(box, sources, targets, net, **options,
+                               generator=torch.Generator().manual_seed(0))
+    by_plan = faces.attack(box, sources, targets, net, plan,
+                           generator=torch.Generator().manual_seed(0))
+    assert torch.equal(by_keywords, by_plan)
+    with pytest.raises(ValueError, match="not both"):
+        faces.attack(box, sources, targets, net, plan, steps=3)
+    with pytest.raises(ValueError, match="target mode"):
+        faces.plan(target_mode="median")
+    # a plan nobody named in keywords: the slots take any trick
+    from utils.faces import tricks
+
+    custom = tricks.AttackPlan(alpha=2 / 255, steps=2, aim=tricks.MeanTarget(),
+                               filters=(tricks.Momentum(0.9), tricks.Smooth(1.0)),
+                               rule=tricks.SSIMBoundary(), accept=tricks.KeepIfBetter())
+    result = faces.attack_stats(box, sources, targets, net, custom)
+    assert result.queries == 5 + 5 + 2 * 5
+    assert (faces.ssim_uint8(result.images, sources) >= faces.SSIM_LIMIT).all()
+
+
+def test_a_pipeline_chains_stages_and_adds_up_what_they_spent(box):
+    net = tiny_network()
+    sources, targets = faces.pair_sets(1, 2)[0].images()
+    nothing = faces.Pipeline()(box, sources, targets)
+    assert torch.equal(nothing.images, faces.to_uint8(sources).float() / 255)
+    assert nothing.queries == 0
+    small = dict(pixels=4, population=4, steps=1)
+    pipeline = faces.Pipeline((faces.GradientStage((net,), faces.plan(steps=2, boundary=True)),
+                               faces.PolishStage((net,), **small)))
+    result = pipeline(box, sources, targets, torch.Generator().manual_seed(0))
+    first = faces.attack_stats(box, sources, targets, net, steps=2, boundary=True,
+                               generator=torch.Generator().manual_seed(0))
+    second = faces.de_polish_stats(box, sources, first.images, targets, net,
+                                   generator=torch.Generator().manual_seed(0), **small)
+    assert torch.equal(result.images, second.images)
+    assert result.queries == first.queries + second.queries and result.steps == 2 + 1
+    assert result.history == first.history
+    resumed = faces.Pipeline(pipeline.stages, resume=True)(
+        box, sources, targets, torch.Generator().manual_seed(0), first)
+    assert torch.equal(resumed.images, second.images), "resume: the rung before stands in"

@@ -37,6 +37,13 @@ def test_pyproject_and_environment_name_the_same_packages():
     assert pyproject_packages() == environment_packages()
 
 
+def test_one_version_pyproject_is_the_source_of_truth():
+    import utils
+
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    assert utils.__version__ == declared, "reinstall (python3 kit.py test) after a version change"
+
+
 def test_the_design_packages_are_dependencies():
     assert DESIGN_PACKAGES <= pyproject_packages()
 

@@ -40,6 +40,7 @@ def test_asking_for_cuda_without_a_gpu_says_so():
         pick_device("cuda")
 
 
+@pytest.mark.slow   # times busy subprocesses
 def test_importing_utils_makes_idle_openmp_threads_sleep_unless_told_otherwise():
     import os
     import subprocess

@@ -31,6 +31,8 @@ def execute(*sources: str) -> nbformat.NotebookNode:
     return nb
 
 
+@pytest.mark.slow
+@pytest.mark.notebook
 def test_a_headless_run_leaves_one_output_holding_the_widget_and_its_figure():
     nb = execute(SETUP, "viz.interactive(draw, a=slider)", "slider.value = 1.5\nprint(calls)")
     outputs = nb.cells[1].outputs
@@ -43,6 +45,8 @@ def test_a_headless_run_leaves_one_output_holding_the_widget_and_its_figure():
     assert len(shown) == 1 and "image/png" in shown[0]["data"]  # the redraw replaced the figure
 
 
+@pytest.mark.slow
+@pytest.mark.notebook
 def test_an_error_in_draw_fails_the_cell():
     with pytest.raises(CellExecutionError, match="ZeroDivisionError"):
         execute(SETUP, "viz.interactive(lambda a: 1 / 0, a=slider)")

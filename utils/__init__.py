@@ -24,7 +24,13 @@ import os
 # quiet one.  Set before torch loads; an explicit OMP_WAIT_POLICY in the environment wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+from importlib.metadata import PackageNotFoundError, version  # noqa: E402
+
 from utils.session import pick_device, setup  # noqa: E402
 
 __all__ = ["setup", "pick_device"]
-__version__ = "0.2.0"
+try:  # one source of truth: the version in pyproject.toml, as installed (pip install -e .)
+    __version__ = version("adversarial-x")
+except PackageNotFoundError:  # a copy of utils/ that was never installed
+    __version__ = "0+unknown"
+del PackageNotFoundError, version

@@ -10,9 +10,10 @@ Every attack takes ``(model, x, y, *, ...)`` and returns the adversarial batch:
   ``targeted=True`` (make the model *choose* them).  Untargeted attacks accept ``y=None`` and
   then use the model's own predictions;
 - ``eps``: the radius of the threat model (L-inf unless ``norm="l2"``); ``alpha``: the step;
-  ``steps``: the number of gradient steps; ``generator``: an optional ``torch.Generator`` that all
-  randomness (random starts, transformations, populations) is drawn from.  Without one, PyTorch's
-  default generator is used (which ``utils.setup`` seeds).
+  ``steps``: the number of gradient steps; ``generator`` (only the attacks that draw random
+  numbers take one: not :func:`cw_l2` or :func:`szegedy`, which are deterministic): an optional
+  ``torch.Generator`` that all randomness (random starts, transformations, populations) is drawn
+  from.  Without one, PyTorch's default generator is used (which ``utils.setup`` seeds).
 
 What every attack guarantees: the result is detached, on ``x``'s device and of ``x``'s dtype,
 inside [0, 1] and (for the attacks with an ``eps``) inside the ``eps``-ball around ``x``; the
@@ -35,7 +36,7 @@ The attacks:
 :func:`fgvm`        fast gradient value method: steps ``alpha * clamp(g / std(g), -2, 2)``
 :func:`cw_l2`       Carlini & Wagner's L2 attack, in tanh space, binary search over ``c``
 :func:`szegedy`     Szegedy et al.'s box-constrained ``min c ||eta||^2 + J(x + eta, l')``
-                    (alias :func:`lbfgs`)
+                    (the paper's L-BFGS replaced by projected Adam)
 :func:`eot_pgd`     PGD on the expectation over random transformations (Athalye et al. 2018)
 :func:`one_pixel`   differential evolution over a few pixels (Su et al. 2019)
 ==================  ===========================================================================
@@ -45,7 +46,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import warnings
 from dataclasses import dataclass
 from numbers import Real
 from typing import Sequence, Union
@@ -60,7 +60,7 @@ from utils.transforms import uniform as _rand
 __all__ = [
     "AttackStats", "RandomTransform", "frozen", "ensemble_logits", "ensemble_members",
     "sign_step", "value_step", "optimise_input", "differential_evolution",
-    "fgsm", "pgd", "pgd_stats", "mifgsm", "fgvm", "cw_l2", "szegedy", "lbfgs", "eot_pgd",
+    "fgsm", "pgd", "pgd_stats", "mifgsm", "fgvm", "cw_l2", "szegedy", "eot_pgd",
     "one_pixel",
 ]
 
@@ -377,7 +377,7 @@ def fgsm(model: ModelLike, x: torch.Tensor, y: torch.Tensor | None = None, *, ep
 def pgd(model: ModelLike, x: torch.Tensor, y: torch.Tensor | None = None, *, eps: float,
         alpha: float, steps: int, norm: str = "linf", random_start: bool = True,
         targeted: bool = False, generator: torch.Generator | None = None,
-        early_stop: bool = False, return_stats: bool = False) -> torch.Tensor:
+        early_stop: bool = False) -> torch.Tensor:
     """Projected gradient descent (iterative FGSM) in the L-inf or L2 ball of radius ``eps``.
 
     Each step moves by ``alpha`` along ``sign(g)`` (L-inf) or ``g / ||g||_2`` (L2), then
@@ -389,15 +389,11 @@ def pgd(model: ModelLike, x: torch.Tensor, y: torch.Tensor | None = None, *, eps
     classified as the target): the attack then spends fewer forward-backward passes, at the
     price of one host synchronisation per step.  :func:`pgd_stats` takes the same arguments
     and also returns the :class:`AttackStats` (passes spent against the budget).
-    ``return_stats=True`` is the deprecated spelling of :func:`pgd_stats`.
     """
-    if return_stats:
-        warnings.warn("pgd(..., return_stats=True) is deprecated: call pgd_stats(...)",
-                      DeprecationWarning, stacklevel=2)
-    adv, stats = pgd_stats(model, x, y, eps=eps, alpha=alpha, steps=steps, norm=norm,
-                           random_start=random_start, targeted=targeted, generator=generator,
-                           early_stop=early_stop)
-    return (adv, stats) if return_stats else adv
+    adv, _ = pgd_stats(model, x, y, eps=eps, alpha=alpha, steps=steps, norm=norm,
+                       random_start=random_start, targeted=targeted, generator=generator,
+                       early_stop=early_stop)
+    return adv
 
 
 def pgd_stats(model: ModelLike, x: torch.Tensor, y: torch.Tensor | None = None, *, eps: float,
@@ -605,18 +601,9 @@ def _search_c(clean: torch.Tensor, c: float, search_steps: int, objective, *,
     return best.images
 
 
-def _search_steps(search_steps, binary_search_steps):
-    if binary_search_steps is not None:
-        warnings.warn("binary_search_steps is deprecated: use search_steps", DeprecationWarning,
-                      stacklevel=3)
-        return binary_search_steps
-    return search_steps
-
-
 def cw_l2(model: ModelLike, x: torch.Tensor, y: torch.Tensor | None = None, *, c: float = 1.0,
           kappa: float = 0.0, steps: int = 100, lr: float = 0.01, search_steps: int = 5,
-          targeted: bool = False, generator: torch.Generator | None = None,
-          binary_search_steps: int | None = None) -> torch.Tensor:
+          targeted: bool = False) -> torch.Tensor:
     """Carlini & Wagner's L2 attack (2017).
 
     Optimises ``w`` with Adam, ``x' = (tanh(w) + 1) / 2`` (so the box [0, 1] holds by
@@ -624,9 +611,8 @@ def cw_l2(model: ModelLike, x: torch.Tensor, y: torch.Tensor | None = None, *, c
     margin (:func:`_margin`).  A per-image search over ``c`` (``search_steps`` rounds of
     ``steps`` Adam steps, starting at ``c``; bisection once bounded, 10x jumps before) finds the
     smallest successful perturbation.  Images never fooled are returned unchanged.
-    Deterministic: ``generator`` is accepted so that every attack takes the same keywords.
+    Deterministic, so it takes no ``generator``.
     """
-    search_steps = _search_steps(search_steps, binary_search_steps)
     problem = _prepare(model, x, y, targeted=targeted, c=(c, "positive"), kappa=(kappa, "size"),
                        steps=(steps, "count"), lr=(lr, "positive"),
                        search_steps=(search_steps, "count1"))
@@ -645,7 +631,7 @@ def cw_l2(model: ModelLike, x: torch.Tensor, y: torch.Tensor | None = None, *, c
 
 def szegedy(model: ModelLike, x: torch.Tensor, y: torch.Tensor | None = None, *,
             targeted: bool = False, c: float = 0.1, steps: int = 100, lr: float = 0.01,
-            search_steps: int = 5, generator: torch.Generator | None = None) -> torch.Tensor:
+            search_steps: int = 5) -> torch.Tensor:
     """Szegedy et al.'s (2014) optimisation attack, box-constrained:
 
     ``min_eta  c * ||eta||_2^2 + J(x + eta, l')``  subject to  ``x + eta in [0, 1]``.
@@ -656,7 +642,7 @@ def szegedy(model: ModelLike, x: torch.Tensor, y: torch.Tensor | None = None, *,
     the smallest perturbation -- that still reaches the label ``l'``.  With ``targeted=True``
     (the paper's setting) ``y`` holds ``l'``; with ``targeted=False`` (the default, as for every
     attack of the kit) the target is each image's runner-up class.  Images never moved to ``l'``
-    come back unchanged.  Deterministic (``generator`` is accepted for a uniform call).
+    come back unchanged.  Deterministic, so it takes no ``generator``.
     """
     problem = _prepare(model, x, y, targeted=targeted, c=(c, "positive"),
                        steps=(steps, "count"), lr=(lr, "positive"),
@@ -679,9 +665,6 @@ def szegedy(model: ModelLike, x: torch.Tensor, y: torch.Tensor | None = None, *,
                          inner=lambda loss_fn: optimise_input(loss_fn, clean, steps=steps, lr=lr,
                                                               space="box", schedule="cosine"))
     return _finish(problem, x, best)
-
-
-lbfgs = szegedy
 
 
 # --------------------------------------------------------------------------------------------
@@ -766,8 +749,7 @@ def _view_members(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 def one_pixel(model: ModelLike, x: torch.Tensor, y: torch.Tensor | None = None, *,
               pixels: int = 1, population: int = 100, steps: int = 30,
               mutation: float = 0.5, targeted: bool = False,
-              generator: torch.Generator | None = None, batch_size: int = 4096,
-              iterations: int | None = None) -> torch.Tensor:
+              generator: torch.Generator | None = None, batch_size: int = 4096) -> torch.Tensor:
     """Change at most ``pixels`` pixels per image by differential evolution (Su et al. 2019).
 
     A candidate is ``pixels`` tuples (row, column, value per channel); a population of
@@ -775,12 +757,8 @@ def one_pixel(model: ModelLike, x: torch.Tensor, y: torch.Tensor | None = None, 
     of :func:`differential_evolution` (DE/rand/1, no crossover, as in the paper).  The fitness
     is the probability of the true class (untargeted) or minus the probability of the target.
     Returns each image with its fittest candidate applied (whether or not it fools the model).
-    Needs no gradients: a black-box attack.  ``iterations`` is the deprecated name of ``steps``.
+    Needs no gradients: a black-box attack.
     """
-    if iterations is not None:
-        warnings.warn("one_pixel(iterations=...) is deprecated: use steps=", DeprecationWarning,
-                      stacklevel=2)
-        steps = iterations
     problem = _prepare(model, x, y, targeted=targeted, images=True, pixels=(pixels, "count1"),
                        population=(population, "count1"), steps=(steps, "count"),
                        mutation=(mutation, "size"), batch_size=(batch_size, "count1"))

@@ -17,22 +17,27 @@ One module per part of the game (each importable on its own; this package re-exp
 - :mod:`~utils.faces.scoring` -- the scorer, submissions and the leaderboard (the
   ``python -m utils.faces`` command line);
 - :mod:`~utils.faces.models`, :mod:`~utils.faces.recipes` -- the networks and their zoo recipes;
-- :mod:`~utils.faces.ladder` -- the attack ladder of the write-up, rung by rung.
+- :mod:`~utils.faces.tricks` -- the write-up's tricks, one small object each, and the
+  :class:`AttackPlan` that puts one in each slot of a gradient attack's step;
+- :mod:`~utils.faces.ladder` -- attacks, stages and pipelines composed of them: the ladder of
+  the write-up rung by rung, its ablation, and the best pipeline.
 """
 
 from utils.faces.blackbox import BlackBox, QueryBudgetExceeded, check_images, query_tensor
 from utils.faces.game import (DIM, N_PEOPLE, PAIR_SIZE, SIZE, SSIM_LIMIT, STUDENTS, TRAIN_PEOPLE,
                               UNSEEN_PEOPLE, PairSet, augment, faces_of, pair_sets)
-from utils.faces.ladder import (BASELINE, BEST, DE_POLISH, FGVM, AttackResult, ablation_rungs,
-                                attack, attack_stats, best_attack, blackbox_loss, cw_attack, de_polish,
-                                de_polish_stats, ladder_rungs, paired_differences,
-                                run_ladder, student_loss)
+from utils.faces.ladder import (BASELINE, BEST, DE_POLISH, FGVM, AttackResult, GradientStage,
+                                Pipeline, PolishStage, ablation_rungs, attack, attack_stats,
+                                best_attack, cw_attack, de_polish, de_polish_stats,
+                                gradient_pipeline, ladder_rungs, paired_differences,
+                                polished_pipeline, run_ladder)
 from utils.faces.recipes import (DISTILL_COPIES, descriptor_quality, distill_student,
                                  distillation_set, load_students, student_mse, train_blackbox)
 from utils.faces.rule import guard, is_valid, project_ssim, ssim_fast, ssim_uint8, to_uint8
 from utils.faces.scoring import (SUBMISSION_FILE, SubmissionError, baseline_score, leaderboard,
                                  main, pair_distances, read_submission, score_images,
                                  score_submission, write_submission)
+from utils.faces.tricks import AttackPlan, blackbox_loss, plan, student_loss
 from utils.transforms import gaussian_blur
 
 __all__ = [name for name in dir() if not name.startswith("_")]

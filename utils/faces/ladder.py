@@ -1,89 +1,52 @@
-"""The attack ladder of lecture 03: every idea of the write-up as one rung, measured together.
+"""The attack ladder of lecture 03: the write-up's ideas composed into attacks, and measured.
 
-- :func:`attack` -- the gradient rungs: iterative FGSM / FGVM on an ensemble of students
-  (``[(student, weight), ...]`` as in :mod:`utils.attacks`), keep-if-better, target
-  combinations, the SSIM boundary, smoothed gradients; :func:`attack_stats` also returns what
-  it spent;
-- :func:`de_polish` -- differential-evolution pixel polish through the black box only;
-- :func:`cw_attack` -- Carlini-Wagner on one student;
-- :func:`ladder_rungs` / :func:`run_ladder` -- the ablation; :func:`best_attack` -- the whole
-  pipeline.
+How the pieces fit, from small to large:
 
-These loops are face-specific (their loss is a distance between descriptors, their constraint
-SSIM) but share their pieces with :mod:`utils.attacks`: the step directions
-(:func:`~utils.attacks.sign_step`, :func:`~utils.attacks.value_step`), the input-optimisation
-loop, differential evolution and the blur.
+- a **trick** does one job in the step of a gradient attack (where to pull, smoothing,
+  momentum, mask, mirror images, the SSIM rule, keep-if-better): :mod:`utils.faces.tricks`;
+- a **plan** (:class:`~utils.faces.tricks.AttackPlan`) picks one trick per slot;
+  :func:`~utils.faces.tricks.plan` builds one from the ladder's keywords, and
+  :data:`BASELINE`, :data:`FGVM`, :data:`BEST` are such keywords;
+- a **stage** turns images into better images through the black box's API:
+  :class:`GradientStage` runs a plan on an ensemble of students (:func:`attack_stats`, the
+  one loop), :class:`PolishStage` the differential-evolution pixel polish
+  (:func:`de_polish_stats`, black box only);
+- a **pipeline** (:class:`Pipeline`) runs stages one after the other and adds up what they
+  spent; each rung of the ladder (:func:`ladder_rungs`) and each variant of the leave-one-out
+  ablation (:func:`ablation_rungs`) is one, :func:`run_ladder` measures them, and
+  :func:`best_attack` is the lecture's best pipeline on any pair set.
+
+:func:`cw_attack` (Carlini-Wagner on a student, white box) is the write-up's foil.  The loops
+are face-specific (their loss is a distance between descriptors, their constraint SSIM) but
+share their pieces with :mod:`utils.attacks`: the step directions, the input-optimisation loop,
+differential evolution and the blur.
 """
 
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
-from utils.attacks import (differential_evolution, ensemble_members, frozen, optimise_input,
-                           sign_step, value_step)
+from utils.attacks import differential_evolution, ensemble_members, frozen, optimise_input
+from utils.faces import tricks
 from utils.faces.blackbox import BlackBox, check_images, query_tensor
 from utils.faces.game import SIZE, PairSet
 from utils.faces.recipes import load_students
-from utils.faces.rule import guard, is_valid, project_ssim, to_uint8
+from utils.faces.rule import guard, is_valid, to_uint8
 from utils.faces.scoring import score_images
+from utils.faces.tricks import AttackPlan, Run, blackbox_loss, student_loss
 from utils.stats import t_interval
-from utils.transforms import gaussian_blur
-
-def _target_points(targets_desc: torch.Tensor, mode: str, generator: torch.Generator | None):
-    """The points in descriptor space the students pull each source towards, ``(P, DIM)``.
-
-    ``each``: the 5 target descriptors (the score's own terms); ``mean``: their mean;
-    ``combos``: the means of a random pair and a random triple of targets plus all 5 (drawn
-    anew every step, so that no single target's quirks dominate).
-    """
-    if mode == "each":
-        return targets_desc
-    if mode == "mean":
-        return targets_desc.mean(0, keepdim=True)
-    if mode == "combos":
-        n = len(targets_desc)
-        points = [targets_desc]
-        for size in (2, 3):
-            pick = torch.randperm(n, generator=generator)[:size].to(targets_desc.device)
-            points.append(targets_desc[pick].mean(0, keepdim=True))
-        points.append(targets_desc.mean(0, keepdim=True))
-        return torch.cat(points)
-    raise ValueError(f"target mode must be 'each', 'mean' or 'combos', got {mode!r}")
 
 
-def student_loss(members: Sequence[tuple[nn.Module, float]], x: torch.Tensor,
-                 points: torch.Tensor) -> torch.Tensor:
-    """Per image: the weighted sum over ``[(student, weight), ...]`` of the mean L2 distance of
-    its descriptor to ``points``."""
-    total = 0
-    for student, weight in members:
-        total = total + weight * torch.cdist(student(x), points).mean(1)
-    return total
-
-
-def _ensemble(models, weights=None) -> list[tuple[nn.Module, float]]:
-    """``[(student, weight), ...]`` with weights summing to one, from an ensemble given the way
-    :mod:`utils.attacks` takes it (``weights=`` is the deprecated spelling)."""
-    if isinstance(models, nn.Module):
-        models = [models]
-    if weights is not None:
-        warnings.warn("weights= is deprecated: pass the ensemble as [(student, weight), ...]",
-                      DeprecationWarning, stacklevel=3)
-        models = list(zip(models, [float(w) for w in torch.as_tensor(weights).tolist()]))
-    return ensemble_members(list(models))
-
-
-def blackbox_loss(blackbox: BlackBox, x: torch.Tensor, targets_desc: torch.Tensor) -> torch.Tensor:
-    """Per image: mean L2 distance of its black-box descriptor to the targets' (queries len(x),
-    on the images as they would be saved)."""
-    return torch.cdist(query_tensor(blackbox, to_uint8(x).float() / 255), targets_desc).mean(1)
+def _ensemble(models) -> list[tuple[nn.Module, float]]:
+    """``[(student, weight), ...]`` with weights summing to one, from one student, a list of
+    students or ``[(student, weight), ...]`` (the way :mod:`utils.attacks` takes ensembles)."""
+    return ensemble_members([models] if isinstance(models, nn.Module) else list(models))
 
 
 @dataclass
@@ -98,139 +61,94 @@ class AttackResult:
     rejected: int = 0   # image-steps that keep-if-better refused (the black box said "worse")
 
 
-def attack_stats(blackbox: BlackBox, sources: torch.Tensor, targets: torch.Tensor, models, *,
-                 method: str = "fgvm", alpha: float = 2 / 255, steps: int = 40,
-                 keep_if_better: bool = False, target_mode: str = "each", boundary: bool = False,
-                 smooth: float = 0.0, momentum: float = 0.0, mask_std: float | None = None,
-                 flips: bool = False, extra_targets: torch.Tensor | None = None,
-                 generator: torch.Generator | None = None,
-                 progress: bool = False, eps: float | None = None, weights=None) -> AttackResult:
+# --------------------------------------------------------------------------------------------
+# the gradient attack: one loop, the tricks in their slots
+
+
+def attack_stats(blackbox: BlackBox, sources: torch.Tensor, targets: torch.Tensor, models,
+                 plan: AttackPlan | None = None, *, extra_targets: torch.Tensor | None = None,
+                 generator: torch.Generator | None = None, progress: bool = False,
+                 **options) -> AttackResult:
     """:func:`attack`, returning the :class:`AttackResult` (images, queries, steps, rejected)."""
     from tqdm.auto import tqdm
 
-    if eps is not None:
-        warnings.warn("faces.attack(eps=...) is deprecated: the step size is alpha (eps is a "
-                      "radius everywhere else in the kit)", DeprecationWarning, stacklevel=2)
-        alpha = eps
-    if method not in ("fgsm", "fgvm"):
-        raise ValueError(f"method must be 'fgsm' or 'fgvm', got {method!r}")
-    if not alpha > 0 or not isinstance(steps, int) or steps < 0:
-        raise ValueError(f"alpha must be > 0 and steps an int >= 0, got alpha={alpha}, "
-                         f"steps={steps}")
-    if not 0 <= momentum < 1:
-        raise ValueError(f"momentum must lie in [0, 1), got {momentum}")
-    if mask_std is not None and not mask_std >= 0:
-        raise ValueError(f"mask_std must be None or >= 0 (standard deviations), got {mask_std}")
+    if plan is None:
+        plan = tricks.plan(**options)
+    elif options:
+        raise ValueError(f"give a plan or its keywords, not both (got {sorted(options)})")
     sources, targets = check_images(sources, "sources"), check_images(targets, "targets")
-    device = sources.device
-    members = _ensemble(models, weights)
-    velocity = torch.zeros_like(sources)
+    members = _ensemble(models)
     start = blackbox.queries
     targets_desc = query_tensor(blackbox, targets)
     aim = targets_desc                    # what the students pull towards (the score: targets only)
     if extra_targets is not None:
-        aim = torch.cat([targets_desc, query_tensor(blackbox, check_images(extra_targets,
-                                                                           "extra_targets"))])
+        extra = query_tensor(blackbox, check_images(extra_targets, "extra_targets"))
+        aim = torch.cat([targets_desc, extra])
     x0 = to_uint8(sources).float() / 255
-    x = x0.clone()
-    n = len(x)
-    step = torch.full((n, 1, 1, 1), float(alpha), device=device)
-    active = torch.ones(n, 1, 1, 1, dtype=torch.bool, device=device)
-    best = blackbox_loss(blackbox, x, targets_desc) if keep_if_better else None
+    n = len(x0)
+    run = Run(blackbox, x0, targets_desc, x=x0.clone(),
+              step=torch.full((n, 1, 1, 1), float(plan.alpha), device=x0.device),
+              active=torch.ones(n, 1, 1, 1, dtype=torch.bool, device=x0.device))
+    for trick in plan.tricks():
+        trick.start(run)
     history = []
-    rejected = torch.zeros((), dtype=torch.long, device=device)
     with frozen(members):
-        for _ in tqdm(range(steps), desc=f"{method} attack", leave=False, disable=not progress):
-            points = _target_points(aim, target_mode, generator)
-            x_var = x.clone().requires_grad_(True)
-            loss = student_loss(members, x_var, points)
-            if flips:     # the mirrored face should move the same way: average both gradients
-                loss = (loss + student_loss(members, x_var.flip(-1), points)) / 2
+        for _ in tqdm(range(plan.steps), desc="gradient attack", leave=False,
+                      disable=not progress):
+            points = plan.aim(aim, generator)
+            x_var = run.x.clone().requires_grad_(True)
+            loss = plan.objective(members, x_var, points)
             (grad,) = torch.autograd.grad(loss.sum(), x_var)
-            if smooth > 0:
-                grad = gaussian_blur(grad, smooth)
-            if momentum > 0:  # MI-FGSM's accumulator, each gradient scaled by its mean |g|
-                scale = grad.abs().flatten(1).mean(1).clamp_min(1e-12).view(-1, 1, 1, 1)
-                velocity = momentum * velocity + grad / scale
-                grad = velocity
-            direction = sign_step(grad) if method == "fgsm" else value_step(grad, 2.0)
-            if mask_std is not None:  # the write-up's heuristic: only the strongest pixels move
-                size = grad.abs().flatten(1)
-                cut = (size.mean(1) + mask_std * size.std(1)).view(-1, 1, 1, 1)
-                direction = direction * (grad.abs() > cut)
-            candidate = (x - step * direction).clamp(0, 1)
-            if boundary:
-                candidate = project_ssim(candidate, x0)
-            else:
-                broke = (~is_valid(candidate, x0)).view(-1, 1, 1, 1)
-                active = active & ~broke
-            move = active
-            if keep_if_better:
-                new = blackbox_loss(blackbox, candidate, targets_desc)
-                better = (new < best).view(-1, 1, 1, 1) & active
-                rejected = rejected + (active & ~better).sum()
-                best = torch.where(better.view(-1), new, best)
-                step = torch.where(better | ~active, step, step / 2)
-                move = better
-            x = torch.where(move, candidate, x)
+            for gradient_filter in plan.filters:
+                grad = gradient_filter(grad, run)
+            direction = plan.direction(grad)
+            if plan.mask is not None:
+                direction = plan.mask(direction, grad)
+            candidate = plan.rule((run.x - run.step * direction).clamp(0, 1), run)
+            move = plan.accept(candidate, run)
+            run.x = torch.where(move, candidate, run.x)
             history.append(loss.detach().mean())
-    images = guard(to_uint8(x).float() / 255, x0)
-    return AttackResult(images, blackbox.queries - start, steps, torch.stack(history).tolist()
-                        if history else [], int(rejected))
+    images = guard(to_uint8(run.x).float() / 255, x0)
+    return AttackResult(images, blackbox.queries - start, plan.steps,
+                        torch.stack(history).tolist() if history else [], int(run.rejected))
 
 
-def attack(blackbox: BlackBox, sources: torch.Tensor, targets: torch.Tensor, models, *,
-           method: str = "fgvm", alpha: float = 2 / 255, steps: int = 40,
-           keep_if_better: bool = False, target_mode: str = "each", boundary: bool = False,
-           smooth: float = 0.0, momentum: float = 0.0, mask_std: float | None = None,
-           flips: bool = False, extra_targets: torch.Tensor | None = None,
-           generator: torch.Generator | None = None,
-           progress: bool = False, eps: float | None = None, weights=None) -> torch.Tensor:
-    """The gradient rungs of the ladder, on one pair set, through the black box's API.
+def attack(blackbox: BlackBox, sources: torch.Tensor, targets: torch.Tensor, models,
+           plan: AttackPlan | None = None, *, extra_targets: torch.Tensor | None = None,
+           generator: torch.Generator | None = None, progress: bool = False,
+           **options) -> torch.Tensor:
+    """A gradient rung of the ladder on one pair set, through the black box's API.
 
     Every step moves each source down the students' (weighted) gradient of the mean distance
-    to the target descriptors (queried once from the black box):
+    to the target descriptors (queried once from the black box), with the tricks of ``plan``
+    (a :class:`~utils.faces.tricks.AttackPlan`) or of the keywords ``options`` (those of
+    :func:`~utils.faces.tricks.plan`: ``method``, ``alpha``, ``steps``, ``keep_if_better``,
+    ``target_mode``, ``boundary``, ``smooth``, ``momentum``, ``mask_std``, ``flips``), e.g.
+    ``attack(blackbox, sources, targets, students, **faces.BEST)``.
 
     - ``models``: one student, a list of students (equal weights) or ``[(student, weight), ...]``
       -- an ensemble, as in :mod:`utils.attacks`;
-    - ``method="fgsm"``: ``x -= alpha * sign(g)`` (the competition baseline's iterative FGSM);
-      ``method="fgvm"``: ``x -= alpha * clamp(g / std(g), -2, 2)`` (fast gradient *value*);
-    - ``keep_if_better``: a step is kept only where it lowers that image's black-box loss (5
-      queries per step), otherwise that image's step size is halved;
-    - ``target_mode``: ``each`` / ``mean`` / ``combos`` (see :func:`_target_points`);
-    - ``smooth`` > 0: blur the gradient with a Gaussian of that many pixels before the step
-      (low-frequency changes cost little SSIM and transfer better);
-    - ``boundary=False``: an image stops for good at the first step that would break SSIM >= 0.95
-      (the baseline's rule); ``boundary=True``: the step is pulled back onto the SSIM boundary
-      (:func:`project_ssim`) and the attack goes on from there;
-    - the write-up's other tricks, for measuring them: ``momentum`` (MI-FGSM's accumulated
-      gradient; the write-up reports it did not help), ``mask_std`` (step only on pixels whose
-      ``|g|`` exceeds its mean plus ``mask_std`` standard deviations; the write-up's FGSM
-      heuristic uses 1), ``flips`` (average the gradient of the face and its mirror image) and
-      ``extra_targets`` (more photos of the target person to pull towards; the score ignores
-      them; 1 query each, e.g. :meth:`PairSet.other_target_photos`).
+    - ``extra_targets``: more photos of the target person to pull towards (the score ignores
+      them; 1 query each, e.g. :meth:`PairSet.other_target_photos`);
+    - ``generator``: what target combinations draw from.
 
     There is no radius: the SSIM rule is the constraint.  Returns the changed sources (float in
     [0, 1] on uint8 levels); :func:`attack_stats` also reports what the attack spent.
-    ``eps=`` and ``weights=`` are deprecated spellings of ``alpha=`` and of weighted pairs.
     """
-    return attack_stats(blackbox, sources, targets, models, method=method, alpha=alpha,
-                        steps=steps, keep_if_better=keep_if_better, target_mode=target_mode,
-                        boundary=boundary, smooth=smooth, momentum=momentum, mask_std=mask_std,
-                        flips=flips, extra_targets=extra_targets, generator=generator,
-                        progress=progress, eps=eps, weights=weights).images
+    return attack_stats(blackbox, sources, targets, models, plan, extra_targets=extra_targets,
+                        generator=generator, progress=progress, **options).images
+
+
+# --------------------------------------------------------------------------------------------
+# the differential-evolution polish (black box only)
 
 
 def de_polish_stats(blackbox: BlackBox, originals: torch.Tensor, adversarial: torch.Tensor,
                     targets: torch.Tensor, models=(), *, pixels: int = 32, population: int = 16,
                     steps: int = 12, amplitude: float = 6 / 255, mutation: float = 0.6,
-                    crossover: float = 0.7, generator: torch.Generator | None = None,
-                    generations: int | None = None) -> AttackResult:
+                    crossover: float = 0.7,
+                    generator: torch.Generator | None = None) -> AttackResult:
     """:func:`de_polish`, returning the :class:`AttackResult`."""
-    if generations is not None:
-        warnings.warn("de_polish(generations=...) is deprecated: use steps=", DeprecationWarning,
-                      stacklevel=2)
-        steps = generations
     originals = check_images(originals, "originals")
     x = to_uint8(check_images(adversarial, "adversarial")).float() / 255
     x0 = to_uint8(originals).float() / 255
@@ -273,8 +191,8 @@ def de_polish_stats(blackbox: BlackBox, originals: torch.Tensor, adversarial: to
 def de_polish(blackbox: BlackBox, originals: torch.Tensor, adversarial: torch.Tensor,
               targets: torch.Tensor, models=(), *, pixels: int = 32, population: int = 16,
               steps: int = 12, amplitude: float = 6 / 255, mutation: float = 0.6,
-              crossover: float = 0.7, generator: torch.Generator | None = None,
-              generations: int | None = None) -> torch.Tensor:
+              crossover: float = 0.7,
+              generator: torch.Generator | None = None) -> torch.Tensor:
     """Differential-evolution pixel polish, black-box only: for each image,
     :func:`utils.attacks.differential_evolution` (rand/1/bin) searches additive changes in
     [-amplitude, amplitude] to ``pixels`` chosen pixels (where the students' gradient is
@@ -285,8 +203,12 @@ def de_polish(blackbox: BlackBox, originals: torch.Tensor, adversarial: torch.Te
     """
     return de_polish_stats(blackbox, originals, adversarial, targets, models, pixels=pixels,
                            population=population, steps=steps, amplitude=amplitude,
-                           mutation=mutation, crossover=crossover, generator=generator,
-                           generations=generations).images
+                           mutation=mutation, crossover=crossover,
+                           generator=generator).images
+
+
+# --------------------------------------------------------------------------------------------
+# the write-up's foil: a white-box attack on one student
 
 
 def cw_attack(model, sources: torch.Tensor, targets_desc: torch.Tensor, *, c: float = 20.0,
@@ -307,19 +229,105 @@ def cw_attack(model, sources: torch.Tensor, targets_desc: torch.Tensor, *, c: fl
     return to_uint8(x).float() / 255
 
 
-BASELINE = dict(method="fgsm", steps=20, alpha=1 / 255)
+# --------------------------------------------------------------------------------------------
+# stages and pipelines: what a rung is
 
+
+@dataclass(frozen=True)
+class GradientStage:
+    """A stage that runs :func:`attack_stats` with ``plan`` on ``students`` (from the
+    sources: a gradient stage comes first in a pipeline)."""
+
+    students: tuple
+    plan: AttackPlan
+
+    def __call__(self, blackbox, sources, targets, generator, current=None) -> AttackResult:
+        return attack_stats(blackbox, sources, targets, list(self.students), self.plan,
+                            generator=generator)
+
+
+@dataclass(frozen=True)
+class PolishStage:
+    """A stage that polishes the images so far with :func:`de_polish_stats`: ``pixels`` pixels
+    (where the students' gradient is largest), ``population`` members, ``steps`` generations,
+    changes of at most ``amplitude``."""
+
+    students: tuple
+    pixels: int = 32
+    population: int = 16
+    steps: int = 12
+    amplitude: float = 6 / 255
+
+    def __call__(self, blackbox, sources, targets, generator, current=None) -> AttackResult:
+        images = current.images if current is not None else sources
+        return de_polish_stats(blackbox, sources, images, targets, list(self.students),
+                               pixels=self.pixels, population=self.population, steps=self.steps,
+                               amplitude=self.amplitude, generator=generator)
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """Stages run one after the other on one pair set; called like a rung of :func:`run_ladder`:
+    ``pipeline(blackbox, sources, targets, generator, previous=None) -> AttackResult``.
+
+    The result holds the last stage's images, the queries and steps of all stages together,
+    and the first stage's loss history and refused steps.  No stages: the sources as saved
+    ("no attack").  ``resume=True``: the ladder's rungs are cumulative, so the rung before's
+    result (``previous``), when given, stands in for the first stage instead of running it
+    again.
+    """
+
+    stages: tuple = ()
+    resume: bool = False
+
+    def __call__(self, blackbox, sources, targets, generator=None, previous=None) -> AttackResult:
+        stages = self.stages
+        result = None
+        if self.resume and previous is not None:
+            result, stages = previous, stages[1:]
+        for stage in stages:
+            after = stage(blackbox, sources, targets, generator, result)
+            result = after if result is None else AttackResult(
+                after.images, result.queries + after.queries, result.steps + after.steps,
+                result.history, result.rejected)
+        if result is None:
+            return AttackResult(to_uint8(sources).float() / 255, 0, 0, [])
+        return result
+
+
+def _as_given(students) -> tuple:
+    """One student, a list, or ``[(student, weight), ...]`` as a tuple (weights untouched)."""
+    return (students,) if isinstance(students, nn.Module) else tuple(students)
+
+
+def gradient_pipeline(students, **options) -> Pipeline:
+    """A one-stage pipeline: the gradient attack of the ladder's keywords ``options``."""
+    return Pipeline((GradientStage(_as_given(students), tricks.plan(**options)),))
+
+
+def polished_pipeline(students, *, resume: bool = False, **options) -> Pipeline:
+    """The gradient attack of ``options``, then the DE polish (:data:`DE_POLISH`), both on
+    ``students``."""
+    students = _as_given(students)
+    return Pipeline((GradientStage(students, tricks.plan(**options)),
+                     PolishStage(students, **DE_POLISH)), resume=resume)
+
+
+BASELINE = dict(method="fgsm", steps=20, alpha=1 / 255)
+"""The competition's baseline: iterative FGSM, 20 sign steps of one grey level."""
 
 FGVM = dict(method="fgvm", steps=12, alpha=3 / 255)
-
+"""Fast gradient value steps: 12 steps of ``3/255 * clamp(g / std(g), -2, 2)``."""
 
 BEST = dict(FGVM, keep_if_better=True, target_mode="combos", boundary=True, smooth=3.0)
-
+"""The lecture's best gradient attack: FGVM, keep-if-better, target combinations, the SSIM
+boundary and gradients smoothed over 3 pixels."""
 
 DE_POLISH = dict(pixels=32, population=10, steps=5, amplitude=6 / 255)
+"""The pixel polish after it: 32 pixels, 10 members, 5 generations, at most 6 grey levels."""
 
 
-def ladder_rungs(students) -> list[tuple[str, Callable]]:
+def ladder_rungs(students) -> list[tuple[str, Pipeline]]:
     """The rungs of the ablation, each adding one idea to the one before:
     ``[(name, run(blackbox, sources, targets, generator, previous) -> AttackResult), ...]``
     where ``previous`` is the rung before's result on the same pair set (the DE polish starts
@@ -327,39 +335,22 @@ def ladder_rungs(students) -> list[tuple[str, Callable]]:
     and the FGVM rung use the first student alone."""
     ensemble = _ensemble(students)
     one = [ensemble[0][0]]
-    configs = [
-        ("iterative FGSM, 1 student (baseline)", one, dict(BASELINE)),
-        ("FGVM, 1 student", one, dict(FGVM)),
-        ("+ ensemble of students", ensemble, dict(FGVM)),
-        ("+ keep step only if black-box loss drops", ensemble, dict(FGVM, keep_if_better=True)),
-        ("+ target combinations", ensemble, dict(FGVM, keep_if_better=True,
-                                                 target_mode=BEST["target_mode"])),
-        ("+ stop at the SSIM boundary", ensemble, dict(BEST, smooth=0.0)),
-        ("+ smooth gradients (beyond the write-up)", ensemble, dict(BEST)),
+    keep = dict(FGVM, keep_if_better=True)
+    rung, polished = gradient_pipeline, polished_pipeline
+    return [
+        ("no attack", Pipeline()),
+        ("iterative FGSM, 1 student (baseline)", rung(one, **BASELINE)),
+        ("FGVM, 1 student", rung(one, **FGVM)),
+        ("+ ensemble of students", rung(ensemble, **FGVM)),
+        ("+ keep step only if black-box loss drops", rung(ensemble, **keep)),
+        ("+ target combinations", rung(ensemble, **keep, target_mode=BEST["target_mode"])),
+        ("+ stop at the SSIM boundary", rung(ensemble, **dict(BEST, smooth=0.0))),
+        ("+ smooth gradients (beyond the write-up)", rung(ensemble, **BEST)),
+        ("+ differential-evolution pixel polish", polished(ensemble, resume=True, **BEST)),
     ]
 
-    def gradient_rung(models, config):
-        def run(blackbox, sources, targets, generator, previous=None):
-            return attack_stats(blackbox, sources, targets, models, generator=generator, **config)
-        return run
 
-    rungs = [("no attack", lambda blackbox, sources, targets, generator, previous=None:
-              AttackResult(to_uint8(sources).float() / 255, 0, 0, []))]
-    rungs += [(name, gradient_rung(models, config)) for name, models, config in configs]
-
-    def polished(blackbox, sources, targets, generator, previous=None):
-        first = previous if previous is not None else attack_stats(
-            blackbox, sources, targets, ensemble, generator=generator, **BEST)
-        second = de_polish_stats(blackbox, sources, first.images, targets, ensemble,
-                                 generator=generator, **DE_POLISH)
-        return AttackResult(second.images, first.queries + second.queries,
-                            first.steps + second.steps, first.history, first.rejected)
-
-    rungs.append(("+ differential-evolution pixel polish", polished))
-    return rungs
-
-
-def ablation_rungs(students) -> list[tuple[str, Callable]]:
+def ablation_rungs(students) -> list[tuple[str, Pipeline]]:
     """Leave-one-out ablation of the best pipeline: ``[("full pipeline", run), ("- idea", run),
     ...]``, each variant the full pipeline (:func:`best_attack`'s) with exactly one idea taken
     out.  Unlike the cumulative ladder, the answer does not depend on the order the ideas were
@@ -367,31 +358,19 @@ def ablation_rungs(students) -> list[tuple[str, Callable]]:
     idea contributes given all the others (:func:`paired_differences`)."""
     ensemble = _ensemble(students)
     one = [ensemble[0][0]]
-    variants = [
-        ("full pipeline", ensemble, dict(BEST), True),
-        ("- ensemble (first student only)", one, dict(BEST), True),
-        ("- FGVM (sign steps instead)", ensemble, dict(BEST, method="fgsm",
-                                                       alpha=BASELINE["alpha"]), True),
-        ("- keep-if-better", ensemble, dict(BEST, keep_if_better=False), True),
-        ("- target combinations", ensemble, dict(BEST, target_mode="each"), True),
-        ("- SSIM boundary (stop at the first break)", ensemble, dict(BEST, boundary=False), True),
-        ("- gradient smoothing", ensemble, dict(BEST, smooth=0.0), True),
-        ("- DE pixel polish", ensemble, dict(BEST), False),
+    polished = polished_pipeline
+    return [
+        ("full pipeline", polished(ensemble, **BEST)),
+        ("- ensemble (first student only)", polished(one, **BEST)),
+        ("- FGVM (sign steps instead)",
+         polished(ensemble, **dict(BEST, method="fgsm", alpha=BASELINE["alpha"]))),
+        ("- keep-if-better", polished(ensemble, **dict(BEST, keep_if_better=False))),
+        ("- target combinations", polished(ensemble, **dict(BEST, target_mode="each"))),
+        ("- SSIM boundary (stop at the first break)",
+         polished(ensemble, **dict(BEST, boundary=False))),
+        ("- gradient smoothing", polished(ensemble, **dict(BEST, smooth=0.0))),
+        ("- DE pixel polish", gradient_pipeline(ensemble, **BEST)),
     ]
-
-    def variant(models, config, polish):
-        def run(blackbox, sources, targets, generator, previous=None):
-            first = attack_stats(blackbox, sources, targets, models, generator=generator,
-                                 **config)
-            if not polish:
-                return first
-            second = de_polish_stats(blackbox, sources, first.images, targets, models,
-                                     generator=generator, **DE_POLISH)
-            return AttackResult(second.images, first.queries + second.queries,
-                                first.steps + second.steps, first.history, first.rejected)
-        return run
-
-    return [(name, variant(models, config, polish)) for name, models, config, polish in variants]
 
 
 def paired_differences(rows: Sequence[dict], reference: int = 0, *,
@@ -447,13 +426,12 @@ def best_attack(blackbox: BlackBox, sources: torch.Tensor, targets: torch.Tensor
                 students=None, *, polish: bool = True,
                 generator: torch.Generator | None = None) -> torch.Tensor:
     """The lecture's best pipeline on any pair set: ensemble FGVM with keep-if-better, target
-    combinations, the SSIM boundary and smoothed gradients, then (``polish``) the DE pixel
-    polish.  Returns the
-    changed sources (float in [0, 1] on uint8 levels, every one with SSIM >= 0.95)."""
+    combinations, the SSIM boundary and smoothed gradients (:data:`BEST`), then (``polish``)
+    the DE pixel polish (:data:`DE_POLISH`).  ``students`` defaults to the zoo's three, equally
+    weighted.  Returns the changed sources (float in [0, 1] on uint8 levels, every one with
+    SSIM >= 0.95)."""
     students = load_students(device=sources.device) if students is None else students
     generator = generator if generator is not None else torch.Generator().manual_seed(0)
-    images = attack(blackbox, sources, targets, students, generator=generator, **BEST)
-    if polish:
-        images = de_polish(blackbox, sources, images, targets, students, generator=generator,
-                           **DE_POLISH)
-    return images
+    make = polished_pipeline if polish else gradient_pipeline
+    pipeline = make(students, **BEST)
+    return pipeline(blackbox, sources, targets, generator).images
