@@ -177,8 +177,9 @@ def kernel_env(repo: Path, threads: int, home: str) -> dict:
 
 
 def kernel_command(config_json: str, *, repo: Path, env: dict, tmp_size: int,
-                   cgroup: Cgroup | None) -> list[str]:
-    """The argv that starts a sandboxed kernel (a fresh exec; join the cgroup, then bwrap)."""
+                   cgroup: Cgroup | None, empty: str) -> list[str]:
+    """The argv that starts a sandboxed kernel (a fresh exec; join the cgroup, then bwrap);
+    ``empty``: an empty file of the grader's, shown in place of each secret file."""
     binds, hidden = view_paths(repo)
     argv = ["bwrap", "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts",
             "--unshare-cgroup-try", "--die-with-parent", "--new-session",
@@ -199,9 +200,9 @@ def kernel_command(config_json: str, *, repo: Path, env: dict, tmp_size: int,
         argv += ["--ro-bind", path, path]
     argv += ["--ro-bind-try", "/sys/devices/system/cpu", "/sys/devices/system/cpu",
              "--proc", "/proc", "--dev", "/dev"]
-    for path in hidden:
+    for path in hidden:       # an empty regular file: bwrap's binds refuse device nodes' reads
         if os.path.isfile(path):
-            argv += ["--ro-bind", "/dev/null", path]
+            argv += ["--ro-bind", empty, path]
     for folder in ("/tmp/work", env["HOME"]):
         argv += ["--perms", "1777", "--dir", folder]
     argv += ["--chdir", "/tmp/work"]

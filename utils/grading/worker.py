@@ -142,8 +142,10 @@ class Session:
         config_json = json.dumps(kernel_config)
         if kernel.get("sandboxed"):
             self.cgroup = sandbox.Cgroup(**kernel["cgroup"]) if kernel.get("cgroup") else None
+            empty = Path(self.config["scratch"]) / "empty"
+            empty.touch(mode=0o444)
             argv = sandbox.kernel_command(config_json, repo=Path(self.config["repo"]),
-                                          env=self.config["kernel_env"],
+                                          env=self.config["kernel_env"], empty=str(empty),
                                           tmp_size=kernel["tmp_size"], cgroup=self.cgroup)
         else:
             argv = [sys.executable, "-m", "utils.grading.kernel", config_json]
