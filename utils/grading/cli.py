@@ -63,6 +63,7 @@ def _readable_by_anyone(path: str) -> bool:
 def _worker_env(threads: int) -> dict:
     env = dict(os.environ)
     env.update({"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
+                "OPENBLAS_NUM_THREADS": str(threads),
                 "CUDA_VISIBLE_DEVICES": "", "ADVX_DEVICE": "cpu", "MPLBACKEND": "Agg",
                 "PYTHONUNBUFFERED": "1", "TQDM_DISABLE": "1",
                 "PYTHONPATH": os.pathsep.join([str(_repo_root())] + [
