@@ -49,38 +49,29 @@ Writing check cells (labs 00-06 follow this; a solution declares it, see :mod:`u
 3. When a check needs a live object of the notebook (a class the student wrote, an
    ``autograd.Function``, a module built there), decorate a small function with
    :func:`in_student_kernel`: under the grader its source runs in the kernel and only its return
-   value comes back, as data; check that value in the cell.
+   value comes back, as data.  Return *measurements* (outputs, gradients, Jacobian rows on inputs
+   the check chose), never a verdict (``gradcheck(...)``'s bool): everything in the kernel,
+   torch included, is the student's; the check compares the measurements with its own computation.
 4. Rules such as "write FGSM yourself" go in the solution's metadata
-   (``utils.labs.set_grading(notebook, forbid=["utils.attacks"], why=...)``), not in the cell:
-   the kernel then has those functions replaced by ones that raise ``PermissionError``.
-   :func:`utils.labs.grading_problems` flags cells still in the old style (an answer called only
-   for its side effects, ``.grad`` read after a call, a module patched in a check); the grader
-   refuses to grade a lab in the old format and says so in every row, and the CLI exits with 2.
+   (``utils.labs.set_grading(notebook, forbid=["utils.attacks", "captum.robust", ...], why=...)``),
+   not in the cell: the kernel then has those functions replaced by ones that raise
+   ``PermissionError`` and their files read as empty.  List every installed library implementing
+   the method and the course library's building blocks, not just its entry points.
+   :func:`utils.labs.grading_problems` flags cells in the old style (``labs --check`` fails on them).
 
-What the grader guarantees, and what not (running as root, as in CI)
---------------------------------------------------------------------
-Guaranteed (``--isolation full``, the default where possible): a verdict depends only on the
-values the answers return (and what the black box and the time limits record in the worker);
-the kernel runs as a dedicated unprivileged user per
-job slot, in its own mount/network/IPC namespaces, with a read-only view that holds the system,
-Python, the course's ``utils/`` and ``data/`` and nothing else -- no ``solutions/``, hidden
-tests, other submissions or ``.git``; the face black box's checkpoint reads as empty there, and
-its queries are answered and counted in the worker; memory (address space), processes, file
-size, private disk (a small ``/tmp``), output and wall time are limited; a kernel that dies,
-exits, floods, ignores interrupts or hangs is killed (every process of its user) and restarted
-without the offending cell, and the check gets 0 with a reason; nothing the kernel writes is
-read back.  The "write it yourself" rules remove the forbidden functions' code from the kernel
-(their bodies raise) and their files from its view.
-
-Not guaranteed: that the student wrote the code (pasting the library's source or a friend's is
-plagiarism, not something a grader can see); that a public recipe was not used to re-train a
-replica of the black box inside the time limit; timing precision under load.  With less than
-root and namespaces the cage is weaker, and the grader says so in every row: ``--isolation
-user`` (root without namespaces, e.g. Docker's default capabilities) still runs each kernel as
-its own user, but that user sees the machine's files -- the course folder with ``solutions/``
-included, unless the instructor keeps it unreadable to others; ``--isolation none`` (not root)
-runs kernels as the grader's user, which can read what the grader reads and signal its
-processes -- for trying labs out only.  Verdicts are computed in the worker in every mode.
+What the grader guarantees, and what not
+----------------------------------------
+Verdicts are computed in the worker in every mode.  With root and bubblewrap (the default where
+possible; :mod:`.sandbox`) each kernel is a fresh exec -- never a fork of a process that held the
+grader's configuration, environment or paths -- in its own PID, mount, network, IPC and UTS
+namespaces with a fresh ``/proc``, a read-only view of the system, Python, ``utils/``, ``data/``
+and the zoo (no ``solutions/``, hidden tests, submissions or ``.git``; the secret checkpoints and
+forbidden modules' files read as empty), a private ``/tmp``, a whitelisted environment, an
+unprivileged uid, and a cgroup (processes, memory of the whole kernel, CPU = its cores) where the
+machine allows; when it ends, everything it started ends.  Without the sandbox (``--isolation
+none``, no root, no bwrap) kernels are still fresh execs with the whitelisted environment and
+never root, but see the machine's files and namespaces; stderr and every gradebook row say so.
+Not guaranteed: that the student wrote the code; timing precision under load.
 """
 
 from utils.grading.api import AnswerError, Effects, call_with_effects, in_student_kernel

@@ -15,7 +15,6 @@ import json
 import os
 import queue
 import signal
-import site
 import sys
 import tempfile
 import threading
@@ -31,7 +30,7 @@ DEFAULT_CELL_TIMEOUT = 300
 DEFAULT_MEMORY = 8 << 30          # address space of a kernel (bytes)
 DEFAULT_OUTPUT = 2 << 20          # bytes a kernel may print
 DEFAULT_DISK = 256 << 20          # bytes of its private /tmp
-SECRET_CHECKPOINTS = ("face_blackbox",)
+KERNEL_PROCESSES = 256            # processes and threads of one kernel, all of them together
 
 
 def _repo_root() -> Path:
@@ -39,39 +38,21 @@ def _repo_root() -> Path:
 
 
 def environment(isolation: str) -> tuple[str, str | None]:
-    """``(mode, note)``: how kernels are caged, and what is missing when not fully.
+    """``(mode, note)``: ``sandbox`` (bubblewrap + cgroups, :mod:`.sandbox`) or ``none``, and
+    what is not protected when not sandboxed (printed on stderr and put in every row)."""
+    from utils.grading.sandbox import UNPROTECTED, unavailable
 
-    ``full``: own user, own view of the files, no network (root with namespaces); ``user``: own
-    unprivileged user only (root without namespaces, e.g. a default Docker container); ``none``:
-    the grader's own user (not root) -- for trying labs out, not for grading a class.
-    """
-    from utils.grading.sandbox import isolation_available
-
-    reason = isolation_available()
-    if isolation == "none" and os.geteuid() == 0:
-        raise RuntimeError("--isolation none would run students' code as root: use "
-                           "--isolation user (or full)")
-    if isolation == "none" or (isolation == "auto" and os.geteuid() != 0):
-        why = "--isolation none" if isolation == "none" else "the grader does not run as root"
-        return "none", f"graded without isolation ({why}): the notebook's kernel ran as the " \
-                       "grader's user and could read what the grader can"
-    if isolation == "full" and reason is not None:
-        raise RuntimeError(f"full isolation is not possible here: {reason}")
-    if isolation == "user" or reason is not None:
-        if os.geteuid() != 0:
-            raise RuntimeError("--isolation user needs root (to run kernels as another user)")
-        hidden = [p for p in {os.path.realpath(sys.base_prefix), os.path.realpath(sys.prefix)}
-                  if not _readable_by_anyone(p)]
-        if hidden:
-            raise RuntimeError(
-                f"kernels cannot run as their own user without the private file view: "
-                f"{hidden[0]} is not readable by other users "
-                + (f"(and full isolation is not possible: {reason})" if reason
-                   else "(use --isolation full)"))
-        why = "--isolation user" if isolation == "user" else reason
-        return "user", f"graded with partial isolation ({why}): the notebook's kernel ran as " \
-                       "its own user but saw the machine's files"
-    return "full", None
+    reason = unavailable() if isolation != "none" else "--isolation none"
+    if reason is None:
+        return "sandbox", None
+    if isolation == "sandbox":
+        raise RuntimeError(f"the sandbox cannot be built here: {reason}")
+    hidden = [p for p in {os.path.realpath(sys.base_prefix), os.path.realpath(sys.prefix)}
+              if not _readable_by_anyone(p)]
+    if os.geteuid() == 0 and hidden:    # kernels never run as root: they would not start
+        raise RuntimeError(f"without the sandbox ({reason}) kernels run as an unprivileged user, "
+                           f"who cannot read {hidden[0]}: install bubblewrap")
+    return "none", f"graded WITHOUT the sandbox ({reason}): {UNPROTECTED}"
 
 
 def _readable_by_anyone(path: str) -> bool:
@@ -79,38 +60,10 @@ def _readable_by_anyone(path: str) -> bool:
     return all(os.stat(p).st_mode & 0o005 == 0o005 for p in [path, *map(str, Path(path).parents)])
 
 
-def _view(repo: Path) -> dict:
-    """The files a caged kernel sees (read-only) and the ones that read as empty."""
-    from utils.paths import checkpoint_dir, data_dir
-
-    binds = {"/usr", "/etc", sys.base_prefix, sys.prefix, sys.exec_prefix,
-             os.path.dirname(os.path.realpath(sys.executable)), str(repo / "utils"),
-             str(data_dir()), str(checkpoint_dir())}
-    binds.update(p for p in site.getsitepackages() if os.path.isdir(p))
-    hide = [str(checkpoint_dir() / f"{name}.pt") for name in SECRET_CHECKPOINTS]
-    return {"binds": sorted(binds), "hide": hide, "hide_dirs": []}
-
-
-def _kernel_env(repo: Path, threads: int, home: str) -> dict:
-    env = {
-        "PATH": f"{os.path.dirname(sys.executable)}:/usr/local/bin:/usr/bin:/bin",
-        "HOME": home, "TMPDIR": os.path.dirname(home) if home.startswith("/tmp/") else home,
-        "LANG": "C.UTF-8", "PYTHONPATH": str(repo), "PYTHONNOUSERSITE": "1",
-        "PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1", "MPLBACKEND": "Agg",
-        "MPLCONFIGDIR": f"{home}/.matplotlib", "OMP_NUM_THREADS": str(threads),
-        "MKL_NUM_THREADS": str(threads), "OPENBLAS_NUM_THREADS": str(threads),
-        "CUDA_VISIBLE_DEVICES": "", "ADVX_DEVICE": "cpu", "MALLOC_ARENA_MAX": "2",
-        "TQDM_DISABLE": "1", "ADVX_GRADING": "1",
-    }
-    for name in ("ADVX_DATA_DIR", "ADVX_CHECKPOINT_DIR"):
-        if os.environ.get(name):
-            env[name] = os.environ[name]
-    return env
-
-
 def _worker_env(threads: int) -> dict:
     env = dict(os.environ)
     env.update({"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
+                "OPENBLAS_NUM_THREADS": str(threads),
                 "CUDA_VISIBLE_DEVICES": "", "ADVX_DEVICE": "cpu", "MPLBACKEND": "Agg",
                 "PYTHONUNBUFFERED": "1", "TQDM_DISABLE": "1",
                 "PYTHONPATH": os.pathsep.join([str(_repo_root())] + [
@@ -125,52 +78,58 @@ class Batch:
                  isolation: str, memory: int, output_limit: int, disk: int):
         self.solutions, self.timeout, self.cell_timeout = solutions, timeout, cell_timeout
         self.jobs = jobs
-        self.threads = max(1, (os.cpu_count() or 1) // jobs)
+        self.threads = max(1, (os.cpu_count() or 1) // jobs)    # the cores given to one kernel
         self.mode, self.note = environment(isolation)
         self.repo = _repo_root()
-        self.limits = {"memory": memory, "processes": 512, "file_size": 64 << 20,
+        # address space per process: --memory, or 8 GiB at least where a memory cgroup caps the
+        # whole kernel (torch alone maps ~2 GiB of address space it never uses)
+        self.limits = {"memory": memory, "address_space": memory, "file_size": 64 << 20,
                        "output": output_limit}
         self.disk = disk
-        self.users: dict[int, tuple[int, int]] = {}
-        self.locks: list[int] = []
-        if self.mode in ("full", "user"):
-            from utils.grading.sandbox import claim_users
-
-            users, self.locks = claim_users(jobs)
-            self.users = dict(enumerate(users, 1))
-            self.view = _view(self.repo)
-            self.repo_view_ready()
-
-    def repo_view_ready(self) -> None:
-        """Caches a caged kernel reads but cannot write (its view is read-only)."""
         from utils.paths import checkpoint_dir, data_dir
 
-        data_dir()
-        checkpoint_dir()
+        data_dir(), checkpoint_dir()      # caches a kernel reads but cannot write
+        if self.mode == "sandbox":
+            from utils.grading.sandbox import Cgroup
+
+            probe = Cgroup(processes=KERNEL_PROCESSES, memory=memory, cpus=self.threads)
+            probe.remove()
+            if "memory" in probe.paths:
+                self.limits["address_space"] = max(memory, DEFAULT_MEMORY)
+            if probe.missing:
+                self.limits["nproc"] = KERNEL_PROCESSES
+                self.note = (f"cgroup controller(s) {', '.join(probe.missing)} not writable: "
+                             "no limit on the whole kernel's " + ", ".join(
+                                 {"pids": "processes (RLIMIT_NPROC per uid instead)",
+                                  "memory": "memory (per-process address space only)",
+                                  "cpu": "CPU time (threads still set to its cores)"}.get(
+                                     m.split()[0], m) for m in probe.missing))
+        else:
+            self.limits["nproc"] = KERNEL_PROCESSES
 
     def config(self, student: str, path: Path, root: Path | None, slot: int) -> tuple[dict, str]:
+        from utils.grading.sandbox import KERNEL_UID, kernel_env
+
         scratch = tempfile.mkdtemp(prefix="advx-grade-")
-        kernel = {"limits": self.limits, "threads": self.threads, "die_with_parent": True}
-        if self.mode == "full":
-            os.chmod(scratch, 0o700)
-            kernel.update({"user": list(self.users[slot]), "workdir": "/tmp/work",
-                           "view": dict(self.view, tmp_size=self.disk)})
+        os.chmod(scratch, 0o711)
+        kernel = {"limits": self.limits, "threads": self.threads, "uid": KERNEL_UID + slot}
+        if self.mode == "sandbox":
             home = "/tmp/home"
+            kernel.update(sandboxed=True, workdir="/tmp/work", tmp_size=self.disk,
+                          cgroup={"processes": KERNEL_PROCESSES, "memory": self.limits["memory"],
+                                  "cpus": self.threads})
         else:
             home = os.path.join(scratch, "home")
             os.makedirs(home)
-            kernel["workdir"] = scratch
-            if self.mode == "user":     # the kernel's own user owns its folder, nothing else
-                os.chmod(scratch, 0o711)
-                os.chown(home, *self.users[slot])
-                kernel.update({"user": list(self.users[slot]), "workdir": home})
+            kernel["workdir"] = home
+            if os.geteuid() == 0:
+                os.chown(home, KERNEL_UID + slot, KERNEL_UID + slot)
         return {
             "student": student, "submission": str(path), "root": str(root) if root else None,
             "solutions": str(self.solutions), "timeout": self.timeout,
             "cell_timeout": self.cell_timeout, "limits": self.limits, "kernel": kernel,
-            "kernel_env": _kernel_env(self.repo, self.threads, home),
-            "threads": self.threads, "scratch": scratch,
-            "isolation_note": self.note,
+            "kernel_env": kernel_env(self.repo, self.threads, home), "repo": str(self.repo),
+            "threads": self.threads, "scratch": scratch, "isolation_note": self.note,
         }, scratch
 
     def run(self, student: str, path: Path, root: Path | None, slot: int) -> Result:
@@ -196,10 +155,6 @@ class Batch:
             os.close(out_r)
             os.close(err_r)
             _kill_group(pid)
-            if slot in self.users:
-                from utils.grading.sandbox import sweep
-
-                sweep(self.users[slot][0])
             _remove(scratch)
         _read_events(result, stdout, stderr, self.zygote.returncode(pid, timeout=10))
         result.seconds = time.monotonic() - started
@@ -247,7 +202,7 @@ def _remove(folder: str) -> None:
 
 def _read_events(result: Result, stdout: bytes, stderr: bytes, returncode: int | None) -> None:
     """Fill ``result`` from the worker's events (every line of its stdout is the grader's)."""
-    done, lab_error = False, None
+    done = False
     for line in stdout.decode(errors="replace").splitlines():
         try:
             event = json.loads(line)
@@ -266,8 +221,6 @@ def _read_events(result: Result, stdout: bytes, stderr: bytes, returncode: int |
                     check._graded = True
         elif kind == "problem":
             result.problems.append(short(event["text"], 300))
-            if event.get("lab_error"):
-                lab_error = event["text"]
         elif kind == "timing":
             result.timing = {k: v for k, v in event.items() if k != "event"}
         elif kind == "done":
@@ -279,9 +232,9 @@ def _read_events(result: Result, stdout: bytes, stderr: bytes, returncode: int |
         result.problems.append(f"the grading process stopped ({how}){': ' + tail if tail else ''}")
     for check in result.checks:
         if not getattr(check, "_graded", False):
-            check.reason = "not graded (the lab's checks are in the old format)" if lab_error \
-                else ("not graded" if result.problems and "not a readable" in result.problems[0]
-                      else "not reached")
+            check.reason = "not graded" if result.problems and (
+                "not a readable" in result.problems[0] or "cannot be graded" in result.problems[0]) \
+                else "not reached"
 
 
 def _deduplicate(results: list[Result]) -> list[Result]:
@@ -304,8 +257,9 @@ def grade(paths: list[Path], *, solutions_dir: Path | None = None,
           cell_timeout: int = DEFAULT_CELL_TIMEOUT, jobs: int | None = None,
           isolation: str = "auto", memory: int = DEFAULT_MEMORY,
           output_limit: int = DEFAULT_OUTPUT, disk: int = DEFAULT_DISK,
-          progress: bool = True) -> list[Result]:
-    """Grade every submission under ``paths``; write the gradebook when one is named."""
+          progress: bool = True, feedback: Path | None = None) -> list[Result]:
+    """Grade every submission under ``paths``; write the gradebook when one is named, and one
+    feedback file per submission (:mod:`.feedback`) under ``feedback`` when it is given."""
     solutions = Path(solutions_dir) if solutions_dir else _repo_root() / "solutions"
     if not solution_notebooks(solutions):
         raise FileNotFoundError(f"no *_lab.ipynb solutions in {solutions}")
@@ -322,8 +276,7 @@ def grade(paths: list[Path], *, solutions_dir: Path | None = None,
     from utils.grading.worker import PRELOAD
     from utils.grading.zygote import Zygote
 
-    batch.zygote = Zygote(PRELOAD, fresh=True,   # workers fork from a clean interpreter
-                          env=_worker_env(batch.threads))
+    batch.zygote = Zygote(PRELOAD, env=_worker_env(batch.threads))   # the workers' (trusted)
     slots: queue.Queue = queue.Queue()
     for slot in range(1, jobs + 1):
         slots.put(slot)
@@ -356,9 +309,12 @@ def grade(paths: list[Path], *, solutions_dir: Path | None = None,
                 future.result()
     finally:
         batch.zygote.close()
-        for fd in batch.locks:
-            os.close(fd)
-    return _deduplicate([done[k] for k in sorted(done)])
+    results = _deduplicate([done[k] for k in sorted(done)])
+    if feedback is not None:
+        from utils.grading import feedback as handback
+
+        handback.write(Path(feedback), results, solution_notebooks(solutions))
+    return results
 
 
 def _size(text: str) -> int:
@@ -374,6 +330,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="lab notebooks, or folders of them (student/lab.ipynb)")
     parser.add_argument("--gradebook", type=Path, default=Path("gradebook.csv"),
                         help="CSV to write (default: gradebook.csv; earlier rows are kept)")
+    parser.add_argument("--feedback", type=Path, default=None, metavar="DIR",
+                        help="write DIR/<student>/<lab>.md for each submission: checks, points, "
+                             "reasons (hidden tests by name and topic only), to hand back")
     parser.add_argument("--solutions", type=Path, default=None,
                         help="folder of solution notebooks (default: the course's solutions/)")
     parser.add_argument("--jobs", type=int, default=None,
@@ -387,24 +346,20 @@ def main(argv: list[str] | None = None) -> int:
                         help="address space of a notebook's kernel (default 8G)")
     parser.add_argument("--output-limit", type=_size, default=DEFAULT_OUTPUT,
                         help="bytes a notebook may print (default 2M)")
-    parser.add_argument("--isolation", choices=("auto", "full", "user", "none"), default="auto",
-                        help="full: own user and file view per kernel (root, namespaces); user: "
-                             "own user only (root); none: the grader's user (not as root); "
-                             "auto: the most that is possible here")
+    parser.add_argument("--isolation", choices=("auto", "sandbox", "none"), default="auto",
+                        help="sandbox: each kernel in bubblewrap with cgroup limits (root and "
+                             "bwrap needed); none: no sandbox (every row says what that leaves "
+                             "unprotected); auto: the sandbox where possible")
     args = parser.parse_args(argv)
     try:
         results = grade(args.submissions, solutions_dir=args.solutions, gradebook=args.gradebook,
                         timeout=args.timeout, cell_timeout=args.cell_timeout, jobs=args.jobs,
                         isolation=args.isolation, memory=args.memory,
-                        output_limit=args.output_limit)
+                        output_limit=args.output_limit, feedback=args.feedback)
     except (FileNotFoundError, RuntimeError) as error:
         parser.error(str(error))
     print(table(results))
     print(f"\ngradebook: {args.gradebook} ({len(results)} submission(s))")
-    broken = sorted({r.lab for r in results
-                     if any(c.reason.startswith("not graded (the lab") for c in r.checks)})
-    if broken:
-        print(f"\nERROR: lab(s) {', '.join(broken)} could not be graded: their checks are in the "
-              "old format (see the reasons above and utils/grading/__init__.py)", file=sys.stderr)
-        return 2
+    if args.feedback:
+        print(f"feedback: {args.feedback}/<student>/<lab>.md")
     return 0

@@ -1,7 +1,8 @@
 """The student's kernel: runs the notebook's own cells and answers the grader's calls, as data.
 
-Started by the grader (:mod:`.worker`) as ``python -m utils.grading.kernel CONFIG_JSON``; it sets
-up its cage (:mod:`.sandbox`: rules, view, limits, user), then serves requests on a pipe pair:
+Started by the worker (:mod:`.worker`) as ``python -m utils.grading.kernel CONFIG_JSON`` inside its
+sandbox (:mod:`.sandbox`); it applies the lab's rules and drops root, then serves requests on a
+pipe pair (file descriptors 3 and 4):
 
 - ``run_cell`` -- run one of the student's cells in an IPython shell (magics work); the reply
   says whether it raised.  Nothing of its output is kept: stdout/stderr go to a pipe the grader
@@ -26,9 +27,6 @@ import signal
 import sys
 
 from utils.grading import wire
-
-SECRET_ZOO = ("face_blackbox",)
-
 
 class KernelServer:
     """The request loop of the student's kernel."""
@@ -247,35 +245,20 @@ def _track_zoo(server: KernelServer) -> None:
 
 
 def boot(config: dict) -> None:
-    """Cage this process (it runs as root until :func:`sandbox.drop_privileges`) and serve."""
-    read_fd, write_fd = config["fds"][-2:]
-    from utils.grading import sandbox
+    """Cage this process (:func:`sandbox.enter`: rules, limits, an unprivileged uid) and serve.
 
-    if config.get("die_with_parent"):
-        sandbox.die_with_parent()
+    A fresh interpreter (never a fork of the grader): its environment is the worker's whitelist
+    and ``config`` holds the lab's rules and limits only -- no path, secret or setting of the grader.
+    """
+    read_fd, write_fd = config["fds"]
     for name in config.get("preload", ()):
         try:
             __import__(name)
         except ImportError:
             pass
-    keep = ()
-    if config.get("serve_blackbox"):
-        from utils.grading import blackbox
+    from utils.grading import sandbox
 
-        keep = blackbox.install()
-    rules = sandbox.apply_rules(config.get("forbid", []), lab=config.get("lab", "?"),
-                                why=config.get("why", "write it yourself"), keep=keep)
-    if config.get("view"):
-        view = dict(config["view"])
-        view["hide"] = list(view.get("hide", [])) + sorted(rules.files)
-        view["hide_dirs"] = list(view.get("hide_dirs", [])) + sorted(rules.dirs)
-        sandbox.enter_view(view)
-    sandbox.apply_limits(config.get("limits", {}))
-    if config.get("user"):
-        sandbox.drop_privileges(*config["user"])
-    if config.get("env") is not None:
-        os.environ.clear()
-        os.environ.update(config["env"])
+    sandbox.enter(config)
     for folder in (os.environ.get("HOME"), config.get("workdir")):
         if folder:
             os.makedirs(folder, exist_ok=True)
@@ -283,8 +266,12 @@ def boot(config: dict) -> None:
         os.chdir(config["workdir"])
     sys.argv = ["kernel"]
     torch = sys.modules.get("torch")
-    if torch is not None:
+    if torch is not None:     # the cores given to this kernel, like OMP/MKL/OPENBLAS_NUM_THREADS
         torch.set_num_threads(int(config.get("threads", 1)))
+        try:
+            torch.set_num_interop_threads(int(config.get("threads", 1)))
+        except RuntimeError:  # already set by an import that ran parallel work
+            pass
     from IPython.core.interactiveshell import InteractiveShell
 
     shell = InteractiveShell.instance(colors="NoColor")
@@ -304,5 +291,7 @@ def main(argv: list[str]) -> None:
     boot(json.loads(argv[0]))
 
 
-if __name__ == "__main__":
-    main(sys.argv[1:])
+if __name__ == "__main__":   # run as utils.grading.kernel, not __main__: one copy of its classes
+    from utils.grading import kernel as _kernel
+
+    _kernel.main(sys.argv[1:])

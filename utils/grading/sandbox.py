@@ -1,287 +1,295 @@
-"""The student's kernel's cage: its own user, its own view of the files, limits, the lab's rules.
+"""The student's kernel's cage: bubblewrap, cgroups, a fresh exec, the lab's rules.
 
-Run as root (as the grader does in CI), a kernel is started like this (:mod:`.kernel`):
+Why a maintained tool: the cage used to be ~750 lines of hand-written mounts, users, sweeps and a
+fork server.  Now the worker (:mod:`.worker`) starts every kernel with :func:`kernel_command`, a
+fresh ``exec`` of ``python -m utils.grading.kernel`` -- never a fork of a process that held the
+grader's configuration, environment or paths -- inside `bubblewrap <https://github.com/
+containers/bubblewrap>`_ (``bwrap``), when the grader runs as root:
 
-1. **Rules first, as root** (:func:`apply_rules`): the modules a lab forbids (e.g. ``utils.attacks``
-   in lab 01) are imported and every function they define gets a body that raises
-   ``PermissionError`` -- the original code objects are gone from the process, not just renamed.
-2. **A view of the file system** (:func:`enter_view`): a new mount namespace (and network and IPC
-   namespaces: no network, no shared memory with other kernels) whose root is a fresh tmpfs
-   holding read-only bind mounts of only what a kernel needs: the system (``/usr``, ``/etc``),
-   Python and its packages, the course's ``utils/`` and ``data/``.  Not there: ``solutions/``,
-   the hidden tests, the submissions, ``.git``, the rest of the machine.  On top, the secret
-   checkpoints (the face black box) and the files of forbidden modules read as empty files.
-   ``/tmp`` (also the kernel's home and working folder) is a small private tmpfs the grader never
-   reads.  ``pivot_root`` and a detached unmount leave no way back to the old root.
-3. **Limits** (:func:`apply_limits`): address space (memory), processes, file size, open files,
-   no core dumps.
-4. **An unprivileged user** (:func:`drop_privileges`): one dedicated user per parallel job slot
-   (``advx-grader-<k>``, created when missing), ``no_new_privs`` set.  After the submission the
-   grader kills every process of that user (:func:`sweep`), whatever its process group.
+- its own PID, mount, network, IPC and UTS namespaces, a fresh ``/proc``, ``--die-with-parent``
+  (when the kernel's bwrap ends, every process inside ends: bwrap's init reaps zombies, and the
+  PID namespace dies with it -- no per-user sweeps);
+- a read-only view of the system (``/usr``, ``/etc``), Python and its packages, the course's
+  ``utils/`` and ``data/`` and the zoo's checkpoints, with the secret ones (:data:`SECRET_CHECKPOINTS`)
+  reading as empty; no ``solutions/``, hidden tests, submissions or ``.git``; a private ``/tmp``
+  tmpfs (also home and working folder);
+- a whitelisted environment (``--clearenv`` then the worker's list, :func:`kernel_env`);
+- cgroup limits where the machine lets the grader write them (:class:`Cgroup`; v1 ``pids``,
+  ``memory``, ``cpu`` controllers): processes, memory of the whole kernel, CPU = the cores given to
+  it; rlimits inside in any case (address space per process, file size, open files, no cores,
+  and the process count when there is no ``pids`` cgroup).
 
-Root without namespaces (``isolation="user"``) keeps steps 1, 3 and 4; without root
-(``isolation="none"``) only the rules apply, in-process, and the kernel runs as the grader's
-user.  Verdicts are computed outside the kernel in every case.
+Inside, :func:`enter` (run by the kernel before any student code) imports the forbidden modules,
+stubs their functions (:func:`apply_rules`), hides their files (``mount`` of util-linux: bwrap
+grants ``CAP_SYS_ADMIN`` for this step only), then drops to an unprivileged uid (all
+capabilities go with root; bwrap has set ``no_new_privs``).
+
+Without root or bwrap (:func:`unavailable` says why) the kernel is still a fresh exec with the
+whitelisted environment, rlimits and the rules, but :data:`UNPROTECTED` is not protected; the
+grader says so on stderr and in every gradebook row.
 """
 
 from __future__ import annotations
 
-import ctypes
 import gc
 import importlib
 import os
-import platform
-import pwd
 import resource
+import shutil
 import signal
 import subprocess
 import sys
-import time
 import types
+import uuid
 from pathlib import Path
 
-USER_PREFIX = "advx-grader-"
-
-# mount(2) flags
-MS_RDONLY, MS_NOSUID, MS_NODEV, MS_REMOUNT = 1, 2, 4, 32
-MS_BIND, MS_REC, MS_PRIVATE = 4096, 16384, 1 << 18
-MNT_DETACH = 2
-CLONE_NEWNS, CLONE_NEWIPC, CLONE_NEWNET = 0x00020000, 0x08000000, 0x40000000
-PR_SET_NO_NEW_PRIVS, PR_SET_PDEATHSIG = 38, 1
-SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}
+SECRET_CHECKPOINTS = ("face_blackbox",)   # the one list: never sent to, named by or read in a kernel
+KERNEL_UID = 65534 - 100                  # the kernels' unprivileged uid (no passwd entry needed)
+UNPROTECTED = ("without the sandbox the kernel sees the machine's files (solutions/ included, "
+               "unless unreadable to its user), shares the network, PID and IPC namespaces, and "
+               "processes that leave its session may outlive it")
 
 
 # ============================================================================================
-# users (grader side)
+# grader side: is the sandbox possible, cgroups, the command line
 
 
-def slot_user(slot: int) -> tuple[int, int]:
-    """``(uid, gid)`` of the job slot's user, created (``useradd --system``) when missing."""
-    name = f"{USER_PREFIX}{slot}"
-    try:
-        entry = pwd.getpwnam(name)
-    except KeyError:
-        subprocess.run(["useradd", "--system", "--no-create-home", "--home-dir", "/nonexistent",
-                        "--shell", "/usr/sbin/nologin", "--user-group", name],
-                       check=False, capture_output=True)
-        entry = pwd.getpwnam(name)   # KeyError here: useradd is missing or failed
-    return entry.pw_uid, entry.pw_gid
-
-
-def claim_users(count: int) -> tuple[list[tuple[int, int]], list[int]]:
-    """``count`` slot users no other grading run is using now: ``(users, locks)``.
-
-    Each user is held by an exclusive lock on ``/tmp/advx-grader-<k>.lock`` for as long as the
-    returned file descriptors stay open (the grader's lifetime), so two runs on one machine never
-    share a user -- and never kill each other's kernels when they sweep theirs.
-    """
-    import fcntl
-
-    users, locks, slot = [], [], 0
-    while len(users) < count:
-        slot += 1
-        fd = os.open(f"/tmp/{USER_PREFIX}{slot}.lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW,
-                     0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            continue
-        users.append(slot_user(slot))
-        locks.append(fd)
-    return users, locks
-
-
-def processes_of(uid: int) -> list[int]:
-    found = []
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/status") as handle:
-                for line in handle:
-                    if line.startswith("Uid:"):
-                        if uid in (int(v) for v in line.split()[1:]):
-                            found.append(int(entry.name))
-                        break
-        except OSError:
-            continue
-    return found
-
-
-def sweep(uid: int, rounds: int = 20) -> int:
-    """Kill every process that runs as ``uid`` (forks, daemons, new sessions: all of them)."""
-    if uid == 0 or uid == os.getuid():
-        raise ValueError("refusing to sweep the grader's own user")
-    killed = 0
-    for _ in range(rounds):
-        pids = processes_of(uid)
-        if not pids:
-            break
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-                killed += 1
-            except ProcessLookupError:
-                pass
-        time.sleep(0.05)
-    return killed
-
-
-def isolation_available() -> str | None:
-    """``None`` when full isolation works here, else the reason it does not."""
+def unavailable() -> str | None:
+    """``None`` when kernels can be sandboxed here, else why not."""
     if os.geteuid() != 0:
         return "the grader does not run as root"
-    if platform.machine() not in SYS_PIVOT_ROOT:
-        return f"no pivot_root syscall number for {platform.machine()}"
-    if not Path("/usr/sbin/useradd").exists() and not Path("/usr/bin/useradd").exists():
-        return "useradd is missing (needed to create the kernels' users)"
-    probe = subprocess.run([sys.executable, "-c",
-                            "import ctypes, os; libc = ctypes.CDLL(None, use_errno=True);"
-                            f"os._exit(0 if libc.unshare({CLONE_NEWNS | CLONE_NEWNET}) == 0 else 1)"],
-                           capture_output=True)
+    if shutil.which("bwrap") is None:
+        return "bubblewrap (bwrap) is not installed (Debian: apt-get install bubblewrap)"
+    probe = subprocess.run(["bwrap", "--unshare-all", "--die-with-parent", "--ro-bind", "/", "/",
+                            "--proc", "/proc", "--dev", "/dev", "true"], capture_output=True)
     if probe.returncode != 0:
-        return "mount/network namespaces are not allowed here (unshare failed)"
+        return f"bwrap cannot create namespaces here ({probe.stderr.decode(errors='replace')[:120]})"
     return None
 
 
-# ============================================================================================
-# the view (kernel side, as root, before dropping privileges)
+class Cgroup:
+    """One kernel's cgroup (v1): ``pids``, ``memory`` and ``cpu`` where they are writable.
 
-
-def _libc():
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong,
-                           ctypes.c_char_p]
-    libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
-    return libc
-
-
-def _check(result: int, what: str) -> None:
-    if result != 0:
-        error = ctypes.get_errno()
-        raise OSError(error, f"{what}: {os.strerror(error)}")
-
-
-def _mount(libc, source, target, fstype, flags, data=None) -> None:
-    enc = lambda v: None if v is None else str(v).encode()
-    _check(libc.mount(enc(source), enc(target), enc(fstype), flags, enc(data)),
-           f"mount {source} on {target}")
-
-
-def _bind(libc, source: str, target: str, *, writable: bool = False, devices: bool = False) -> None:
-    _mount(libc, source, target, None, MS_BIND | MS_REC)
-    flags = MS_BIND | MS_REMOUNT | MS_NOSUID | (0 if writable else MS_RDONLY) | (0 if devices else MS_NODEV)
-    _mount(libc, None, target, None, flags)
-
-
-def _make_target(root: Path, path: str, *, is_dir: bool) -> Path:
-    target = root / path.lstrip("/")
-    if is_dir:
-        target.mkdir(mode=0o755, parents=True, exist_ok=True)
-    else:
-        target.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
-        target.touch(exist_ok=True)
-    return target
-
-
-def enter_view(view: dict) -> None:
-    """Put this process in a new mount/net/IPC namespace whose root is ``view``'s tree.
-
-    ``view``: ``mount_point`` (an empty host folder), ``binds`` (absolute paths shown
-    read-only at the same place), ``hide`` (files that read as empty), ``hide_dirs`` (folders
-    that look empty), ``tmp_size`` (bytes of the private ``/tmp``).
+    Made under the grader's own cgroup of each controller, so an outer container's limits still
+    apply.  ``missing`` names the controllers that could not be used.
     """
-    libc = _libc()
-    os.umask(0o022)
-    _check(libc.unshare(CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWNET), "unshare")
-    _mount(libc, None, "/", None, MS_REC | MS_PRIVATE)
-    root = Path(view["mount_point"])
-    _mount(libc, "advx-view", root, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=0755")
-    # the private /tmp first: a course or Python installed under /tmp is then bound on top of it
-    # (mounted after the binds, the tmpfs would hide them and the kernel could not start)
-    tmp = _make_target(root, "/tmp", is_dir=True)
-    _mount(libc, "advx-tmp", tmp, "tmpfs", MS_NOSUID | MS_NODEV,
-           f"size={int(view['tmp_size'])},mode=1777")
-    binds = [os.path.realpath(p) for p in view["binds"]]
+
+    ROOT = Path("/sys/fs/cgroup")
+
+    def __init__(self, *, processes: int, memory: int, cpus: int):
+        self.name = f"advx-kernel-{uuid.uuid4().hex[:12]}"
+        self.paths: dict[str, Path] = {}
+        self.missing: list[str] = []
+        own = _own_cgroups()
+        settings = {"pids": {"pids.max": processes},
+                    "memory": {"memory.limit_in_bytes": memory,
+                               "memory.memsw.limit_in_bytes": memory},
+                    "cpu": {"cpu.cfs_period_us": 100_000, "cpu.cfs_quota_us": 100_000 * cpus}}
+        for controller, values in settings.items():
+            folder = self.ROOT / controller / own.get(controller, "").lstrip("/") / self.name
+            try:
+                folder.mkdir()
+            except OSError:
+                self.missing.append(controller)
+                continue
+            self.paths[controller] = folder
+            for key, value in values.items():
+                try:
+                    (folder / key).write_text(str(value))
+                except OSError:
+                    if key != "memory.memsw.limit_in_bytes":   # swap accounting may be off
+                        self.missing.append(f"{controller} ({key})")
+
+    def procs_files(self) -> list[str]:
+        return [str(p / "cgroup.procs") for p in self.paths.values()]
+
+    def processes(self) -> list[int]:
+        found: set[int] = set()
+        for folder in self.paths.values():
+            try:
+                found.update(int(v) for v in (folder / "cgroup.procs").read_text().split())
+            except OSError:
+                pass
+        return sorted(found)
+
+    def remove(self) -> None:
+        """Kill whatever is left in it (SIGKILL) and remove it (dying tasks keep it busy a while)."""
+        import time
+
+        for _ in range(100):
+            for pid in self.processes():
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            for controller, folder in list(self.paths.items()):
+                try:
+                    folder.rmdir()
+                    del self.paths[controller]
+                except OSError:
+                    pass
+            if not self.paths:
+                return
+            time.sleep(0.05)
+
+
+def _own_cgroups() -> dict[str, str]:
+    out = {}
+    try:
+        for line in Path("/proc/self/cgroup").read_text().splitlines():
+            _, controllers, path = line.split(":", 2)
+            for controller in controllers.split(","):
+                out[controller] = path
+    except OSError:
+        pass
+    return out
+
+
+def view_paths(repo: Path) -> tuple[list[str], list[str]]:
+    """``(binds, hidden)``: what a kernel sees read-only, and the files that read as empty."""
+    from utils.paths import checkpoint_dir, data_dir
+    import site
+
+    binds = {"/usr", "/etc", sys.base_prefix, sys.prefix, sys.exec_prefix,
+             os.path.dirname(os.path.realpath(sys.executable)), str(repo / "utils"),
+             str(data_dir()), str(checkpoint_dir())}
+    binds.update(p for p in site.getsitepackages() if os.path.isdir(p))
+    hidden = [str(checkpoint_dir() / f"{name}.pt") for name in SECRET_CHECKPOINTS]
+    return sorted(os.path.realpath(p) for p in binds if os.path.exists(p)), hidden
+
+
+def kernel_env(repo: Path, threads: int, home: str) -> dict:
+    """The kernel's whole environment: a whitelist, nothing of the grader's own."""
+    env = {
+        "PATH": f"{os.path.dirname(sys.executable)}:/usr/local/bin:/usr/bin:/bin",
+        "HOME": home, "TMPDIR": "/tmp" if home.startswith("/tmp/") else home,
+        "LANG": "C.UTF-8", "PYTHONPATH": str(repo), "PYTHONNOUSERSITE": "1",
+        "PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1", "MPLBACKEND": "Agg",
+        "MPLCONFIGDIR": f"{home}/.matplotlib", "CUDA_VISIBLE_DEVICES": "", "ADVX_DEVICE": "cpu",
+        "MALLOC_ARENA_MAX": "2", "TQDM_DISABLE": "1", "ADVX_GRADING": "1",
+    }
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        env[name] = str(threads)      # torch too: the kernel calls torch.set_num_threads(threads)
+    from utils.paths import checkpoint_dir, data_dir
+
+    env["ADVX_DATA_DIR"], env["ADVX_CHECKPOINT_DIR"] = str(data_dir()), str(checkpoint_dir())
+    return env
+
+
+def kernel_command(config_json: str, *, repo: Path, env: dict, tmp_size: int,
+                   cgroup: Cgroup | None, empty: str) -> list[str]:
+    """The argv that starts a sandboxed kernel (a fresh exec; join the cgroup, then bwrap);
+    ``empty``: an empty file of the grader's, shown in place of each secret file."""
+    binds, hidden = view_paths(repo)
+    argv = ["bwrap", "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts",
+            "--unshare-cgroup-try", "--die-with-parent", "--new-session",
+            "--hostname", "advx-kernel", "--clearenv"]
+    for key, value in env.items():
+        argv += ["--setenv", key, value]
+    argv += ["--size", str(tmp_size), "--tmpfs", "/tmp"]     # first: binds under /tmp stay visible
     for top in ("bin", "sbin", "lib", "lib64", "lib32", "libx32"):   # merged-/usr symlinks
         host = Path("/") / top
         if host.is_symlink():
-            (root / top).symlink_to(os.readlink(host))
+            argv += ["--symlink", os.readlink(host), f"/{top}"]
         elif host.is_dir():
             binds.append(str(host))
-    done: list[str] = []
+    parents = {str(p) for path in binds for p in Path(path).parents if str(p) != "/"}
+    for folder in sorted(parents - set(binds)):       # bwrap would make them 0700: root's only
+        argv += ["--perms", "0755", "--dir", folder]
     for path in sorted(set(binds)):
-        if not os.path.exists(path) or any(path == d or path.startswith(d + "/") for d in done):
-            continue   # missing, or already shown by a folder around it
-        _bind(libc, path, _make_target(root, path, is_dir=os.path.isdir(path)))
-        done.append(path)
-    _bind(libc, "/proc", _make_target(root, "/proc", is_dir=True))
-    _bind(libc, "/sys", _make_target(root, "/sys", is_dir=True))
-    for node in ("null", "zero", "full", "random", "urandom"):
-        _bind(libc, f"/dev/{node}", _make_target(root, f"/dev/{node}", is_dir=False),
-              writable=True, devices=True)
-    for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
-                         ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")):
-        (root / "dev" / name).symlink_to(target)
-    shm = _make_target(root, "/dev/shm", is_dir=True)
-    _mount(libc, "advx-shm", shm, "tmpfs", MS_NOSUID | MS_NODEV, "size=64m,mode=1777")
-    for path in view.get("hide", ()):
-        target = root / path.lstrip("/")
-        if target.exists() and not target.is_dir():
-            _mount(libc, "/dev/null", target, None, MS_BIND)
-    for path in view.get("hide_dirs", ()):
-        target = root / path.lstrip("/")
-        if target.is_dir():
-            _mount(libc, "advx-hidden", target, "tmpfs", MS_NOSUID | MS_NODEV | MS_RDONLY,
-                   "size=4k,mode=0555")
-    old = root / ".old-root"
-    old.mkdir()
-    _check(libc.syscall(SYS_PIVOT_ROOT[platform.machine()], str(root).encode(),
-                        str(old).encode()), "pivot_root")
-    os.chdir("/")
-    _check(libc.umount2(b"/.old-root", MNT_DETACH), "umount old root")
-    os.rmdir("/.old-root")
-    _mount(libc, None, "/", None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
+        argv += ["--ro-bind", path, path]
+    argv += ["--ro-bind-try", "/sys/devices/system/cpu", "/sys/devices/system/cpu",
+             "--proc", "/proc", "--dev", "/dev"]
+    for path in hidden:       # an empty regular file: bwrap's binds refuse device nodes' reads
+        if os.path.isfile(path):
+            argv += ["--ro-bind", empty, path]
+    for folder in ("/tmp/work", env["HOME"]):
+        argv += ["--perms", "1777", "--dir", folder]
+    argv += ["--chdir", "/tmp/work"]
+    for cap in ("CAP_SETUID", "CAP_SETGID", "CAP_SYS_ADMIN"):   # for enter(); dropped there
+        argv += ["--cap-add", cap]
+    argv += ["--", sys.executable, "-m", "utils.grading.kernel", config_json]
+    if cgroup is not None and cgroup.paths:
+        join = 'while [ "$1" != -- ]; do echo $$ > "$1" || exit 97; shift; done; shift; exec "$@"'
+        argv = ["/bin/sh", "-c", join, "sh", *cgroup.procs_files(), "--", *argv]
+    return argv
 
 
-def apply_limits(limits: dict) -> None:
-    """Resource limits for the kernel and everything it starts."""
-    if limits.get("memory"):
-        resource.setrlimit(resource.RLIMIT_AS, (limits["memory"], limits["memory"]))
-    if limits.get("processes"):
-        resource.setrlimit(resource.RLIMIT_NPROC, (limits["processes"], limits["processes"]))
-    if limits.get("file_size"):
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limits["file_size"], limits["file_size"]))
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)   # a too-large write raises instead
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 1024))
+def kernel_pid(outer: int) -> int | None:
+    """The host pid of the kernel's Python under bwrap ``outer`` (to interrupt it)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                with open(f"/proc/{entry.name}/stat") as handle:
+                    ppid = int(handle.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    level = [outer]
+    for _ in range(4):
+        for pid in level:
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as handle:
+                    if b"utils.grading.kernel" in handle.read() and pid != outer and \
+                            not _is_bwrap(pid):
+                        return pid
+            except OSError:
+                continue
+        level = [c for pid in level for c in children.get(pid, [])]
+    return None
 
 
-def drop_privileges(uid: int, gid: int) -> None:
-    """Become ``uid:gid`` for good (no supplementary groups, no way back, no setuid gains)."""
-    libc = _libc()
-    _check(libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "prctl(no_new_privs)")
-    os.setgroups([])
-    os.setresgid(gid, gid, gid)
-    os.setresuid(uid, uid, uid)
+def _is_bwrap(pid: int) -> bool:
     try:
-        os.setuid(0)
-    except PermissionError:
-        return
-    raise RuntimeError("privileges could not be dropped")
-
-
-def die_with_parent() -> None:
-    """Ask the kernel to send this process SIGKILL when its parent (the grader) dies."""
-    try:
-        _libc().prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    except AttributeError:      # not Linux
-        pass
+        return os.path.basename(os.readlink(f"/proc/{pid}/exe")) == "bwrap"
+    except OSError:
+        return False
 
 
 # ============================================================================================
-# the lab's rules: forbidden functions raise (kernel side, before the view hides their files)
+# kernel side: rules, hiding, limits, dropping root
+
+
+def enter(config: dict) -> None:
+    """Before any student code: the lab's rules, their files hidden, limits, an unprivileged uid."""
+    keep = ()
+    if config.get("serve_blackbox"):
+        from utils.grading import blackbox
+
+        keep = blackbox.install()
+    rules = apply_rules(config.get("forbid", []), lab=config.get("lab", "?"),
+                        why=config.get("why", "write it yourself"), keep=keep)
+    if config.get("sandboxed"):
+        script = [f"mount -t tmpfs -o ro,size=4k,mode=0555 advx-hidden {_q(d)}"
+                  for d in sorted(rules.dirs)]
+        script += [f"mount --bind /dev/null {_q(f)}" for f in sorted(rules.files)
+                   if not any(f.startswith(d + "/") for d in rules.dirs)]
+        if script:
+            subprocess.run(["/bin/sh", "-ec", "\n".join(script)], check=True,
+                           stdout=subprocess.DEVNULL)
+    limits = config.get("limits", {})
+    for name, value in (("AS", limits.get("address_space")), ("FSIZE", limits.get("file_size")),
+                        ("NPROC", limits.get("nproc")), ("CORE", 0), ("NOFILE", 1024)):
+        if value is not None:
+            resource.setrlimit(getattr(resource, f"RLIMIT_{name}"), (value, value))
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)     # a too-large write raises instead
+    if os.geteuid() == 0 and config.get("uid"):
+        os.setgroups([])
+        os.setresgid(config["uid"], config["uid"], config["uid"])
+        os.setresuid(config["uid"], config["uid"], config["uid"])
+        try:
+            os.setuid(0)
+        except PermissionError:
+            pass
+        else:
+            raise RuntimeError("privileges could not be dropped")
+
+
+def _q(path: str) -> str:
+    import shlex
+
+    return shlex.quote(path)
 
 
 class _Rules:

@@ -25,12 +25,14 @@ import json
 import linecache
 import os
 import signal
+import subprocess
 import sys
 import time
 import weakref
 from pathlib import Path
 
 from utils.grading import api, wire
+from utils.grading.sandbox import SECRET_CHECKPOINTS
 from utils.grading.notebooks import (
     Lab,
     identify_lab,
@@ -41,7 +43,9 @@ from utils.grading.notebooks import (
 )
 from utils.labs import grading_info
 
-SECRET_ZOO = ("face_blackbox",)
+KERNEL_KEYS = ("limits", "threads", "sandboxed", "uid", "workdir", "lab", "forbid", "why",
+               "serve_blackbox")       # all a kernel is told: no path or setting of the grader
+KERNEL_PRELOAD = ("numpy", "torch", "IPython.core.interactiveshell", "utils", "utils.zoo")
 MAX_RESTARTS = 4
 INTERRUPT_GRACE = 4.0
 STARTUP_TIMEOUT = 90.0
@@ -95,12 +99,13 @@ class _Sink(io.TextIOBase):
 class Session:
     """The student's kernel: started, fed, interrupted, restarted; reached only through data."""
 
-    def __init__(self, config: dict, lab: Lab, factory):
+    def __init__(self, config: dict, lab: Lab):
         self.config, self.lab = config, lab
         self.limits = wire.Limits()
         self.codec = wire.Codec(self.limits, encode_other=self.encode_other,
                                 decode_other=self.decode_other)
-        self.factory = factory
+        self.process: subprocess.Popen | None = None
+        self.cgroup = None
         self.pid, self.running = 0, False
         self.endpoint: wire.Endpoint | None = None
         self.handles: dict[str, object] = {}
@@ -125,18 +130,35 @@ class Session:
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
+        """A fresh kernel: a new exec in a new sandbox (and cgroup), never a fork of this process."""
+        from utils.grading import sandbox
+
         to_kernel_r, to_kernel_w = os.pipe()
         from_kernel_r, from_kernel_w = os.pipe()
         output_r, output_w = os.pipe()
-        kernel_config = dict(self.config["kernel"], env=self.config["kernel_env"])
-        if kernel_config.get("view"):
-            kernel_config["view"] = dict(kernel_config["view"], mount_point=self._mount_point())
+        kernel = self.config["kernel"]
+        kernel_config = {key: kernel[key] for key in KERNEL_KEYS if key in kernel}
+        kernel_config.update(fds=[to_kernel_r, from_kernel_w], preload=list(KERNEL_PRELOAD))
+        config_json = json.dumps(kernel_config)
+        if kernel.get("sandboxed"):
+            self.cgroup = sandbox.Cgroup(**kernel["cgroup"]) if kernel.get("cgroup") else None
+            empty = Path(self.config["scratch"]) / "empty"
+            empty.touch(mode=0o444)
+            argv = sandbox.kernel_command(config_json, repo=Path(self.config["repo"]),
+                                          env=self.config["kernel_env"], empty=str(empty),
+                                          tmp_size=kernel["tmp_size"], cgroup=self.cgroup)
+        else:
+            argv = [sys.executable, "-m", "utils.grading.kernel", config_json]
         try:
-            self.pid = self.factory.spawn("utils.grading.kernel:boot", kernel_config,
-                                          [output_w, output_w, to_kernel_r, from_kernel_w])
+            self.process = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=output_w, stderr=output_w,
+                pass_fds=(to_kernel_r, from_kernel_w), env=self.config["kernel_env"],
+                cwd=kernel.get("workdir") if not kernel.get("sandboxed") else "/",
+                start_new_session=True)
         finally:
             for fd in (to_kernel_r, from_kernel_w, output_w):
                 os.close(fd)
+        self.pid, self.kernel_pid = self.process.pid, None
         self.running = True
         self.read_fd, self.write_fd = from_kernel_r, to_kernel_w
         self._drain_output(output_r)
@@ -158,12 +180,9 @@ class Session:
                 self.kill()
                 raise NotGraded(f"the kernel did not start ({tail or 'no message'})") from None
             if header.get("kind") == "ready":
+                self.kernel_pid = sandbox.kernel_pid(self.pid) if kernel.get("sandboxed") \
+                    else self.pid
                 return
-
-    def _mount_point(self) -> str:
-        folder = Path(self.config["scratch"]) / f"view-{self.restarts}"
-        folder.mkdir(mode=0o700)
-        return str(folder)
 
     def _drain_output(self, fd: int) -> None:
         import threading
@@ -180,9 +199,11 @@ class Session:
         threading.Thread(target=drain, daemon=True).start()
 
     def alive(self) -> bool:
-        return self.running and self.factory.returncode(self.pid) is None
+        return self.running and self.process.poll() is None
 
     def kill(self) -> None:
+        """End the kernel and everything it started: its bwrap (the PID namespace dies with it),
+        its session, then whatever is left in its cgroup."""
         if not self.running:
             return
         self.running = False
@@ -190,19 +211,22 @@ class Session:
                        lambda: os.kill(self.pid, signal.SIGKILL)):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 target()
-        if self.config["kernel"].get("user"):
-            from utils.grading.sandbox import sweep
-
-            sweep(self.config["kernel"]["user"][0])
-        self.factory.returncode(self.pid, timeout=5)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(timeout=5)
+        if self.cgroup is not None:
+            self.cgroup.remove()
+            self.cgroup = None
         for fd in (self.read_fd, self.write_fd):
             with contextlib.suppress(OSError):
                 os.close(fd)
 
     def exit_reason(self) -> str:
-        code = self.factory.returncode(self.pid, timeout=2)
-        if code is None:
+        try:
+            code = self.process.wait(timeout=2)
+        except subprocess.TimeoutExpired:
             return "stopped answering"
+        if code > 128 and self.config["kernel"].get("sandboxed"):
+            code = -(code - 128)           # bwrap reports a killed kernel as 128 + signal
         if code < 0:
             name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ \
                 else str(-code)
@@ -265,9 +289,9 @@ class Session:
     def recover(self) -> str:
         """After an abandoned step: interrupt the kernel and wait for it to come back to its loop;
         kill and restart it when it does not.  Returns ``"interrupted"`` or ``"restarted"``."""
-        if self.alive() and self.abandoned is not None:
+        if self.alive() and self.abandoned is not None and self.kernel_pid:
             with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(self.pid, signal.SIGINT)
+                os.kill(self.kernel_pid, signal.SIGINT)
             deadline = time.monotonic() + INTERRUPT_GRACE
             try:
                 while wire.wait_readable(self.read_fd, deadline - time.monotonic()):
@@ -333,7 +357,7 @@ class Session:
             if name is None:
                 raise wire.DataError(f"cannot send a {type(value).__name__} to the student's "
                                      "kernel: only models loaded with zoo.load(name) go, by name")
-            if name in SECRET_ZOO:
+            if name in SECRET_CHECKPOINTS:
                 raise wire.DataError(f"{name} is never sent to the student's kernel")
             device = next((p.device for p in value.parameters()), "cpu")
             return {"$": "zoo", "name": name, "device": str(device), "training": value.training}
@@ -386,7 +410,7 @@ class Session:
     def zoo_model(self, name: str, device: str, training: bool):
         from utils import zoo
 
-        if name in SECRET_ZOO:
+        if name in SECRET_CHECKPOINTS:
             raise wire.DataError(f"{name} cannot be named by the notebook")
         try:
             zoo.entry(name)
@@ -616,7 +640,7 @@ class Reporter:
         os.write(self.fd, (json.dumps(event) + "\n").encode())
 
 
-def grade(config: dict, report: Reporter, factory) -> None:
+def grade(config: dict, report: Reporter) -> None:
     started = time.monotonic()
     config["total_deadline"] = started + float(config["timeout"]) - 1.0
     path = Path(config["submission"])
@@ -637,8 +661,7 @@ def grade(config: dict, report: Reporter, factory) -> None:
         report(event="problem", text=unreadable)
         return
     if lab.problems:
-        report(event="problem", text=f"lab {name} cannot be graded: {lab.problems[0]}",
-               lab_error=True)
+        report(event="problem", text=f"lab {name} cannot be graded: {lab.problems[0]}")
         return
     steps, problems = plan(submission, lab)
     for problem in problems:
@@ -650,7 +673,7 @@ def grade(config: dict, report: Reporter, factory) -> None:
                   why=lab.settings.get("why", "write it yourself"),
                   serve_blackbox="blackbox_setup_queries" in lab.settings or any(
                       entry.startswith("utils.faces") for entry in lab.settings.get("forbid", [])))
-    session = Session(config, lab, factory)
+    session = Session(config, lab)
     api._session = session
     session.track_zoo()
     checks = Checks(lab, session)
@@ -717,20 +740,13 @@ def run(config: dict) -> None:
     out = os.dup(1)
     os.dup2(os.open(os.devnull, os.O_WRONLY), 1)      # stray prints cannot corrupt the events
     report = Reporter(out)
-    from utils.grading.zygote import Zygote
-
     torch = sys.modules.get("torch")
     if torch is not None:
         torch.set_num_threads(int(config.get("threads", 1)))
-
-    # the kernels' zygote is made now, before this process reads any notebook
-    factory = Zygote(PRELOAD)
     try:
-        grade(config, report, factory)
+        grade(config, report)
     except Exception as error:  # a grader bug: say so, the batch goes on
         report(event="problem", text=f"grader error: {type(error).__name__}: {short(str(error))}")
-    finally:
-        factory.close()
     report(event="done")
     os._exit(0)
 

@@ -1,9 +1,10 @@
-"""Start grading processes quickly: fork them from a *zygote* that has the libraries loaded.
+"""Start the grader's *trusted workers* quickly: fork them from a zygote with the libraries loaded.
 
 Importing torch, IPython and the course's library costs seconds per process; a zygote pays it
-once.  The grader makes one zygote for its workers before its threads start, and each worker
-makes one for its kernels before it reads any notebook -- so a process forked from either has
-the libraries but no secret: no solution, no hidden test, no other student's submission.
+once.  The grader starts one, as a fresh interpreter, before its threads start; each worker is a
+fork of it.  Workers are trusted (no student code runs in them).  Students' kernels never come
+from here: each is a fresh exec in its own sandbox (:mod:`.sandbox`), so no kernel is a fork of a
+process that held the grader's configuration, environment or paths.
 
 ``spawn(entry, config, fds)`` hands the zygote a ``"module:function"`` to run and the child's
 file descriptors (``SCM_RIGHTS``); it returns the child's pid.  The child gets ``fds[0]`` as its
@@ -28,32 +29,19 @@ from utils.grading import wire
 class Zygote:
     """A fork server for grading processes (see the module's docstring)."""
 
-    def __init__(self, preload: tuple[str, ...] = (), *, fresh: bool = False,
-                 env: dict | None = None):
-        """``fresh``: start the zygote as a new interpreter (nothing of this process's memory
-        goes to its children), else fork this process (it must hold nothing secret yet)."""
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        if fresh:
-            import subprocess
-            import sys
+    def __init__(self, preload: tuple[str, ...] = (), *, env: dict | None = None):
+        """Start the zygote as a new interpreter (``env``: its environment) that imports
+        ``preload``; nothing of this process's memory goes to its children."""
+        import subprocess
+        import sys
 
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "utils.grading.zygote", str(theirs.fileno()),
-                 json.dumps(list(preload))], pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL, env=env, start_new_session=True)
-            pid = self.process.pid
-        else:
-            _preload(preload)
-            self.process = None
-            pid = os.fork()
-            if pid == 0:
-                ours.close()
-                try:
-                    _serve(theirs)
-                finally:
-                    os._exit(0)
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "utils.grading.zygote", str(theirs.fileno()),
+             json.dumps(list(preload))], pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL, env=env, start_new_session=True)
         theirs.close()
-        self.socket, self.pid = ours, pid
+        self.socket, self.pid = ours, self.process.pid
         self.buffer, self.ended = b"", {}
         self.lock = threading.Lock()
 
@@ -98,12 +86,19 @@ class Zygote:
         self.socket.close()
         try:
             os.kill(self.pid, signal.SIGKILL)
-            if self.process is not None:
-                self.process.wait()
-            else:
-                os.waitpid(self.pid, 0)
-        except (ProcessLookupError, ChildProcessError):
+        except ProcessLookupError:
             pass
+        self.process.wait()
+
+
+def _die_with_parent() -> None:
+    """SIGKILL this process when its parent dies (Linux ``PR_SET_PDEATHSIG``)."""
+    import ctypes
+
+    try:
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL, 0, 0, 0)
+    except AttributeError:      # not Linux
+        pass
 
 
 def _preload(names) -> None:
@@ -115,9 +110,7 @@ def _preload(names) -> None:
 
 
 def _serve(control) -> None:
-    from utils.grading import sandbox
-
-    sandbox.die_with_parent()
+    _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     for fd in range(3, 1024):           # whatever the parent had open stays the parent's
         if fd != control.fileno():
@@ -159,9 +152,7 @@ def _serve(control) -> None:
 
 def _child(entry: str, config: dict, fds: list[int]) -> None:
     try:
-        from utils.grading import sandbox
-
-        sandbox.die_with_parent()       # no orphans when the grader is stopped
+        _die_with_parent()              # no orphans when the grader is stopped
         os.setsid()
         null = os.open(os.devnull, os.O_RDONLY)
         os.dup2(null, 0)
