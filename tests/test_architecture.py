@@ -10,7 +10,7 @@ import pytest
 
 UTILS = Path(__file__).resolve().parents[1] / "utils"
 CORE = {"session", "paths", "data", "models", "training", "recipes", "zoo", "zoo_entries",
-        "attacks", "transforms", "attribution", "viz", "tables", "stats", "text"}
+        "attacks", "transforms", "attribution", "viz", "tables", "stats", "text", "smoothing"}
 TOOLING = {"labs", "grading", "site"}
 
 

@@ -9,7 +9,8 @@ Imports run one way (``tests/test_architecture.py`` checks it):
   recipes), :mod:`~utils.zoo` + :mod:`~utils.zoo_entries` (the checkpoint registry),
   :mod:`~utils.attacks` (one attack vocabulary, the input-optimisation loop, differential
   evolution), :mod:`~utils.transforms` (blur, EOT transformations), :mod:`~utils.attribution`,
-  :mod:`~utils.viz`, :mod:`~utils.tables`, :mod:`~utils.stats` (intervals), :mod:`~utils.text`
+  :mod:`~utils.viz`, :mod:`~utils.tables`, :mod:`~utils.stats` (intervals), :mod:`~utils.smoothing`
+  (randomized smoothing: PREDICT, CERTIFY), :mod:`~utils.text`
   (adversarial text: prose-or-code lines, greedy character edits);
 - one **topic package** per lecture, using the core only: :mod:`utils.fooling` (02),
   :mod:`utils.faces` (03), :mod:`utils.domain` (04), :mod:`utils.gans` (05),

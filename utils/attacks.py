@@ -798,3 +798,229 @@ def one_pixel(model: ModelLike, x: torch.Tensor, y: torch.Tensor | None = None, 
         winner = members[torch.arange(n, device=clean.device), scores.argmin(1)]
         adv = apply(winner, torch.arange(n, device=clean.device))
     return _finish(problem, x, adv)
+
+
+# --------------------------------------------------------------------------------------------
+# auto-PGD (Croce & Hein 2020): the attacks of AutoAttack that need gradients
+
+
+def _dlr(logits: torch.Tensor, y: torch.Tensor, targeted: bool) -> torch.Tensor:
+    """Croce & Hein's difference-of-logits ratio, as a gain the attacker climbs.
+
+    Untargeted: ``-(z_y - max_{i != y} z_i) / (z_pi1 - z_pi3)``; targeted (``y`` the target):
+    ``-(max_{i != t} z_i - z_t) / (z_pi1 - (z_pi3 + z_pi4) / 2)``, with ``z_pi1 >= z_pi2 >= ...``
+    the sorted logits.  The ratio makes the loss invariant to shifting and scaling the logits,
+    so a model whose logits are multiplied by a large temperature cannot hide behind a saturated
+    softmax.  (The paper's targeted numerator is ``z_y - z_t`` with ``y`` the true label; the
+    best *other* logit is the same while ``y`` leads and keeps pulling once it does not.)
+    """
+    ordered = logits.sort(dim=1, descending=True).values
+    own = logits.gather(1, y[:, None]).squeeze(1)
+    others = logits.masked_fill(F.one_hot(y, logits.shape[1]).bool(), float("-inf")).amax(1)
+    if targeted:
+        scale = ordered[:, 0] - (ordered[:, 2] + ordered[:, 3]) / 2
+        return -(others - own) / (scale + 1e-12)
+    return -(own - others) / (ordered[:, 0] - ordered[:, 2] + 1e-12)
+
+
+def _apgd_gain(logits: torch.Tensor, y: torch.Tensor, loss: str, targeted: bool) -> torch.Tensor:
+    return _dlr(logits, y, targeted) if loss == "dlr" else _gain(logits, y, targeted)
+
+
+def apgd_checkpoints(steps: int) -> list[int]:
+    """The iterations at which APGD may halve its step: ``w_j = ceil(p_j * steps)`` with
+    ``p_0 = 0``, ``p_1 = 0.22`` and ``p_{j+1} = p_j + max(p_j - p_{j-1} - 0.03, 0.06)``.
+
+    (Counted as in the authors' code: intervals of ``0.22 * steps`` iterations, shrinking by
+    ``0.03 * steps`` down to ``0.06 * steps``, each at least one iteration.)
+    """
+    _check_number("steps", steps, integer=True)
+    first, shrink = max(int(0.22 * steps), 1), max(int(0.03 * steps), 1)
+    floor = max(int(0.06 * steps), 1)
+    points, at, interval = [], 0, first
+    while at + interval <= steps:
+        at += interval
+        points.append(at)
+        interval = max(interval - shrink, floor)
+    return points
+
+
+def _apgd_run(problem: _Problem, labels: torch.Tensor, start: torch.Tensor, *, eps: float,
+              steps: int, norm: str, loss: str, targeted: bool, rho: float, momentum: float):
+    """One run of APGD from ``start``: returns ``(best image, fooled mask)`` per image.
+
+    The best image is the first point that fooled the model where one did, else the point of
+    highest loss.
+    """
+    clean = problem.x
+    n = clean.shape[0]
+
+    def evaluate(point):
+        point = point.detach().requires_grad_(True)
+        logits = problem.logits(point)
+        if loss == "dlr" and logits.shape[1] < (4 if targeted else 3):
+            raise ValueError(f"the DLR loss needs at least {4 if targeted else 3} classes, the "
+                             f"model has {logits.shape[1]}; use loss='ce'")
+        gain = _apgd_gain(logits, labels, loss, targeted)
+        (grad,) = torch.autograd.grad(gain.sum(), point)
+        return grad, gain.detach(), _fooled(logits.detach(), labels, targeted)
+
+    def project(point):
+        return (clean + _project(point - clean, eps, norm)).clamp(0, 1)
+
+    checkpoints = set(apgd_checkpoints(steps))
+    step = torch.full((n,), 2.0 * eps, device=clean.device, dtype=clean.dtype)
+    current = start.detach()
+    grad, gain, fooled = evaluate(current)
+    best_gain, best_point, best_grad = gain.clone(), current.clone(), grad.clone()
+    adversarial = torch.where(_view(fooled, current), current, clean)
+    previous = current
+    increases = torch.zeros(n, device=clean.device, dtype=clean.dtype)
+    halved_last = torch.zeros(n, dtype=torch.bool, device=clean.device)
+    best_at_last = best_gain.clone()
+    last_checkpoint, last_gain = 0, gain
+    for k in range(steps):
+        with torch.no_grad():
+            # a projected gradient step, then momentum: mix it with the last move
+            z = project(current + _step(grad, 1.0, norm) * _view(step, current))
+            weight = momentum if k > 0 else 1.0
+            moved = project(current + weight * (z - current) + (1 - weight) * (current - previous))
+            previous, current = current, moved
+        grad, gain, hit = evaluate(current)
+        with torch.no_grad():
+            adversarial = torch.where(_view(hit & ~fooled, current), current, adversarial)
+            fooled = fooled | hit
+            increases += (gain > last_gain).to(increases.dtype)
+            last_gain = gain
+            better = gain > best_gain
+            best_gain = torch.where(better, gain, best_gain)
+            best_point = torch.where(_view(better, current), current, best_point)
+            best_grad = torch.where(_view(better, grad), grad, best_grad)
+            if k + 1 in checkpoints:
+                # halve where the loss rose in fewer than rho of the steps since the last
+                # checkpoint, or where the step was kept and the best loss did not move
+                length = k + 1 - last_checkpoint
+                halve = (increases <= rho * length) | (~halved_last & (best_at_last >= best_gain))
+                step = torch.where(halve, step / 2, step)
+                current = torch.where(_view(halve, current), best_point, current)
+                grad = torch.where(_view(halve, grad), best_grad, grad)
+                halved_last, best_at_last = halve, best_gain.clone()
+                increases = torch.zeros_like(increases)
+                last_checkpoint = k + 1
+    return torch.where(_view(fooled, current), adversarial, best_point), fooled
+
+
+def _apgd_restarts(problem: _Problem, labels: torch.Tensor, *, eps: float, steps: int, norm: str,
+                   loss: str, targeted: bool, restarts: int, rho: float, momentum: float,
+                   random_start: bool, generator, result: torch.Tensor, fooled: torch.Tensor):
+    """``restarts`` runs of APGD, each on the images no earlier run fooled."""
+    for restart in range(restarts):
+        # which images are left is data-dependent: one host synchronisation per restart
+        left = (~fooled).nonzero().squeeze(1)
+        if left.numel() == 0:
+            break
+        sub = _Problem(problem.members, problem.x[left], labels[left], targeted, problem.dtype)
+        start = (_random_start(sub.x, eps, norm, generator) if random_start or restart > 0
+                 else sub.x.clone())
+        adv, hit = _apgd_run(sub, sub.y, start, eps=eps, steps=steps, norm=norm, loss=loss,
+                             targeted=targeted, rho=rho, momentum=momentum)
+        # images never fooled keep the strongest point found so far (the first run's, or this)
+        take = hit | (restart == 0)
+        result[left] = torch.where(_view(take, adv), adv, result[left])
+        fooled[left] = hit
+    return result, fooled
+
+
+def _apgd_check(loss: str, rho, momentum) -> None:
+    if loss not in ("ce", "dlr"):
+        raise ValueError(f"loss must be 'ce' (cross-entropy) or 'dlr' (difference of logits "
+                         f"ratio), got {loss!r}")
+    _check_number("rho", rho)
+    _check_number("momentum", momentum)
+    if not (0 <= float(rho) <= 1 and 0 <= float(momentum) <= 1):
+        raise ValueError(f"rho and momentum are fractions in [0, 1], got rho={rho}, "
+                         f"momentum={momentum}")
+
+
+def apgd(model: ModelLike, x: torch.Tensor, y: torch.Tensor | None = None, *, eps: float,
+         steps: int = 100, norm: str = "linf", loss: str = "ce", restarts: int = 1,
+         targeted: bool = False, random_start: bool = True, rho: float = 0.75,
+         momentum: float = 0.75, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Auto-PGD (Croce & Hein 2020): PGD without a step size to tune.
+
+    Starts with step ``2 * eps`` (from a random point of the ball unless
+    ``random_start=False``); every step is a projected gradient step (sign for L-inf,
+    ``g / ||g||_2`` for L2) mixed with the previous move, ``x <- P(x + momentum (z - x) +
+    (1 - momentum)(x - x_prev))``.  At the checkpoints of :func:`apgd_checkpoints` an image's
+    step is halved -- and it jumps back to its best point so far -- when its loss rose in at most
+    ``rho`` of the steps since the last checkpoint, or when its step was not halved last time
+    and its best loss has not improved since.  ``loss="ce"`` is APGD-CE; ``loss="dlr"`` the
+    difference of logits ratio (:func:`_dlr`), with ``targeted=True`` the targeted DLR of
+    APGD-T.  ``restarts`` runs from fresh random starts attack the images still standing.
+    Returns, per image, the first point that fooled the model, else the point of highest loss.
+    One host synchronisation per restart, none inside the steps.
+    """
+    _apgd_check(loss, rho, momentum)
+    problem = _prepare(model, x, y, targeted=targeted, eps=eps, norm=norm,
+                       steps=(steps, "count"), restarts=(restarts, "count1"))
+    eps = float(eps)
+    n = problem.x.shape[0]
+    with frozen(model):
+        result = problem.x.clone()
+        fooled = torch.zeros(n, dtype=torch.bool, device=problem.x.device)
+        result, _ = _apgd_restarts(problem, problem.y, eps=eps, steps=steps, norm=norm, loss=loss,
+                                   targeted=targeted, restarts=restarts, rho=float(rho),
+                                   momentum=float(momentum), random_start=random_start,
+                                   generator=generator, result=result, fooled=fooled)
+    return _finish(problem, x, result, eps, norm)
+
+
+def apgd_targeted(model: ModelLike, x: torch.Tensor, y: torch.Tensor | None = None, *,
+                  eps: float, steps: int = 100, norm: str = "linf", target_classes: int = 9,
+                  restarts: int = 1, random_start: bool = True, rho: float = 0.75,
+                  momentum: float = 0.75,
+                  generator: torch.Generator | None = None) -> torch.Tensor:
+    """APGD-T, AutoAttack's targeted rung: untargeted in its goal (``y`` the true labels).
+
+    For the ``target_classes`` classes the model ranks highest on the clean image after its top
+    one (the runner-up first), runs :func:`apgd` with the targeted DLR loss toward that class on
+    the images no earlier target has fooled; an image counts as broken as soon as it is
+    misclassified.  Returns the adversarial batch (the last target's best point where none
+    worked).
+    """
+    _apgd_check("dlr", rho, momentum)
+    problem = _prepare(model, x, y, targeted=False, eps=eps, norm=norm, steps=(steps, "count"),
+                       restarts=(restarts, "count1"),
+                       target_classes=(target_classes, "count1"))
+    eps = float(eps)
+    clean, labels = problem.x, problem.y
+    with frozen(model):
+        with torch.no_grad():
+            logits = problem.logits(clean)
+        classes = logits.shape[1]
+        if target_classes > classes - 1:
+            raise ValueError(f"target_classes must be at most the number of classes - 1 "
+                             f"({classes - 1}), got {target_classes}")
+        ranked = logits.sort(dim=1, descending=True).indices
+        result = clean.clone()
+        fooled = torch.zeros(clean.shape[0], dtype=torch.bool, device=clean.device)
+        for rank in range(1, target_classes + 1):
+            targets = ranked[:, rank]
+            left = (~fooled).nonzero().squeeze(1)
+            if left.numel() == 0:
+                break
+            sub = _Problem(problem.members, clean[left], targets[left], True, problem.dtype)
+            adv = sub.x.clone()
+            hit = torch.zeros(left.numel(), dtype=torch.bool, device=clean.device)
+            adv, _ = _apgd_restarts(sub, sub.y, eps=eps, steps=steps, norm=norm, loss="dlr",
+                                    targeted=True, restarts=restarts, rho=float(rho),
+                                    momentum=float(momentum), random_start=random_start,
+                                    generator=generator, result=adv, fooled=hit)
+            with torch.no_grad():
+                broken = _fooled(problem.logits(adv), labels[left], False)
+            result[left] = adv
+            fooled[left] = broken
+    return _finish(problem, x, result, eps, norm)
+
+
+__all__ += ["apgd", "apgd_targeted", "apgd_checkpoints"]

@@ -42,6 +42,13 @@ ENTRIES: tuple[Entry, ...] = (
           "fashion_cnn's architecture trained at T = 20 on fashion_cnn's answers: lecture 01's "
           "gradient-masking defence",
           {"teacher": "fashion_cnn", "temperature": 20.0, "epochs": 4, "lr": 2e-3}),
+    # --- lecture 07: base classifiers of randomized smoothing (trained under Gaussian noise) ---
+    Entry("fashion_cnn_noise025", "utils.models:fashion_cnn_adv", "utils.recipes:gaussian_noise",
+          "fashion_cnn_adv's small architecture trained on x + N(0, 0.25^2): lecture 07's smoothed "
+          "classifier, sigma = 0.25", {"sigma": 0.25, "epochs": 3, "lr": 3e-3}),
+    Entry("fashion_cnn_noise050", "utils.models:fashion_cnn_adv", "utils.recipes:gaussian_noise",
+          "the same architecture trained on x + N(0, 0.5^2): lecture 07's smoothed classifier, "
+          "sigma = 0.5", {"sigma": 0.5, "epochs": 3, "lr": 3e-3}),
     # --- lecture 02: five architectures, the stand-ins for the noise article's five networks -
     Entry("fashion_mlp", "utils.models:fashion_mlp", _CLASSIFIER,
           "multilayer perceptron, 784-256-128-10 (lecture 02's zoo)", {"epochs": 3, "lr": 2e-3}),
