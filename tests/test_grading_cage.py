@@ -281,8 +281,9 @@ ALTERNATIVES = {   # lab -> what a student might call instead of writing the met
         "utils.attribution:integrated_gradients", "utils.attribution:occlusion",
         "utils.attacks:optimise_input", "utils.attacks:pgd", "torchattacks:PGD"],
     "03_face_attack_competition_lab": [
-        "utils.faces.ladder:student_loss", "utils.faces.ladder:blackbox_loss",
-        "utils.faces.ladder:_ensemble", "utils.faces:attack", "utils.faces:best_attack",
+        "utils.faces.tricks:student_loss", "utils.faces.tricks:blackbox_loss",
+        "utils.faces.tricks:KeepIfBetter.__call__", "utils.faces.tricks:fgvm_direction",
+        "utils.faces.ladder:attack_stats", "utils.faces:attack", "utils.faces:best_attack",
         "utils.attacks:pgd", "utils.attacks:mifgsm", "utils.attacks:optimise_input",
         "torchattacks:MIFGSM", "captum.robust:PGD"],
     "04_domain_adaptation_lab": [
@@ -296,6 +297,11 @@ ALTERNATIVES = {   # lab -> what a student might call instead of writing the met
         "utils.invertible.network:reconstruction_error", "utils.invertible.network:encode",
         "utils.invertible.metamers:metamers", "utils.invertible.metamers:metameric_attack",
         "utils.invertible.metamers:metamer_study"],
+    "07_evaluating_robustness_lab": [
+        "utils.attacks:apgd_checkpoints", "utils.attacks:apgd", "utils.attacks:apgd_targeted",
+        "utils.smoothing:radius_from_counts", "utils.smoothing:predict",
+        "utils.smoothing:certify", "utils.smoothing:clopper_pearson",
+        "torchattacks:APGD", "torchattacks:APGDT", "scipy.stats:binomtest"],
 }
 
 PROBE_RULES = r'''
