@@ -328,13 +328,15 @@ def test_lecture01_runs_and_its_eps_slider_redraws_one_figure(jupyterlab, browse
                          f"screenshot {shot.relative_to(ROOT)}")
 
 
-def test_site_page_shows_its_maths_offline(browser, tmp_path, pytestconfig):
+@pytest.mark.parametrize("lecture", [LECTURE, "lectures/07_evaluating_robustness.ipynb"])
+def test_site_page_shows_its_maths_offline(lecture, browser, tmp_path, pytestconfig):
     """A page of the course site, opened from disk with the network cut, typesets its maths."""
     from utils import site
 
-    site.build(tmp_path / "site", only=["lectures/01_"], quiet=True)
+    name = Path(lecture).stem
+    site.build(tmp_path / "site", only=[f"lectures/{name[:3]}"], quiet=True)
     page = browser.new_page()
-    page.goto((tmp_path / "site" / "lectures" / "01_adversarial_examples.html").as_uri())
+    page.goto((tmp_path / "site" / "lectures" / f"{name}.html").as_uri())
     page.wait_for_function("() => window.MathJax && MathJax.isReady && MathJax.Hub.queue.pending === 0",
                            timeout=120_000)
     typeset, failed, broken_images, images = page.evaluate("""() => [
@@ -343,10 +345,10 @@ def test_site_page_shows_its_maths_offline(browser, tmp_path, pytestconfig):
         [...document.images].filter(i => !i.complete || i.naturalWidth === 0).length,
         document.images.length]""")
     page.locator(".MathJax_Display").first.scroll_into_view_if_needed()
-    shoot(page, "site_lecture01_maths")
+    shoot(page, f"site_lecture{name[:2]}_maths")
     assert typeset > 10 and failed == 0, f"{typeset} formulas typeset, {failed} failed"
     assert images > 0 and broken_images == 0
     assert browser.outside == [], f"the page asked for things off this machine: {browser.outside}"
     page.close()
-    report(pytestconfig, f"site page of {LECTURE}: {typeset} formulas typeset offline, "
+    report(pytestconfig, f"site page of {lecture}: {typeset} formulas typeset offline, "
                          f"{images} images")
