@@ -23,10 +23,10 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import time
 
 import torch
 
+from attacks_vs_torchattacks import timed  # the same wall-clock timer (this folder is on sys.path)
 from utils import attacks, zoo
 from utils.data import fashion_mnist
 from utils.paths import atomic_write
@@ -39,14 +39,6 @@ EPS, STEPS = 0.1, 100
 def robust(model, adv, y) -> int:
     with torch.no_grad():
         return int((model(adv).argmax(1) == y).sum())
-
-
-def timed(function):
-    start = time.perf_counter()
-    result = function()
-    if result.is_cuda:
-        torch.cuda.synchronize()
-    return result, time.perf_counter() - start
 
 
 def compare(model, x, y, seeds) -> list[dict]:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from test_attacks import data, trained  # noqa: F401  (fixtures shared with the other attacks' tests)
 from utils import attacks
 
 EPS = 0.1
@@ -16,29 +16,6 @@ def tiny_cnn(seed: int = 0) -> nn.Module:
     torch.manual_seed(seed)
     return nn.Sequential(nn.Conv2d(1, 4, 3, stride=2, padding=1), nn.ReLU(), nn.Dropout(0.2),
                          nn.Flatten(), nn.Linear(4 * 7 * 7, 10))
-
-
-@pytest.fixture(scope="module")
-def data():
-    generator = torch.Generator().manual_seed(0)
-    return torch.rand(8, 1, 14, 14, generator=generator), torch.randint(0, 10, (8,), generator=generator)
-
-
-@pytest.fixture(scope="module")
-def trained():
-    generator = torch.Generator().manual_seed(1)
-    prototypes = 0.4 + 0.2 * torch.rand(10, 1, 14, 14, generator=generator)
-    y = torch.arange(200) % 10
-    x = (prototypes[y] + 0.1 * torch.randn(200, 1, 14, 14, generator=generator)).clamp(0, 1)
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Flatten(), nn.Linear(14 * 14, 10))
-    optimiser = torch.optim.Adam(model.parameters(), lr=0.05)
-    for _ in range(60):
-        optimiser.zero_grad()
-        F.cross_entropy(model(x), y).backward()
-        optimiser.step()
-    model.eval()
-    return model, x[:40], y[:40]
 
 
 VARIANTS = [
