@@ -221,6 +221,9 @@ def test_each_route_out_of_the_cage_is_closed(caged, student):
     points, absent = CAGE_CASES[student]
     result = results[student]
     assert CANARY not in result.reasons() and CANARY[7:] not in result.reasons()
+    if student == "g_memory" and "memory (per-process address space only)" in result.reasons():
+        pytest.skip("this machine does not enforce a memory cgroup (the grader's probe found "
+                    "out): each process is capped, not the kernel, and every row says so")
     assert result.points == points, result.reasons()
     assert absent not in result.reasons()
 

@@ -93,12 +93,15 @@ class Batch:
             from utils.grading.sandbox import Cgroup
 
             probe = Cgroup(processes=KERNEL_PROCESSES, memory=memory, cpus=self.threads)
+            if "memory" in probe.paths and not probe.enforces_memory():
+                probe.missing.append("memory (written but not enforced here)")
+            usable = [c for c in probe.paths if not any(m.startswith(c) for m in probe.missing)]
             probe.remove()
-            if "memory" in probe.paths:
+            if "memory" in usable:
                 self.limits["address_space"] = max(memory, DEFAULT_MEMORY)
             if probe.missing:
                 self.limits["nproc"] = KERNEL_PROCESSES
-                self.note = (f"cgroup controller(s) {', '.join(probe.missing)} not writable: "
+                self.note = (f"cgroup controller(s) {', '.join(probe.missing)} not usable: "
                              "no limit on the whole kernel's " + ", ".join(
                                  {"pids": "processes (RLIMIT_NPROC per uid instead)",
                                   "memory": "memory (per-process address space only)",

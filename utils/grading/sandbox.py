@@ -44,6 +44,7 @@ import uuid
 from pathlib import Path
 
 SECRET_CHECKPOINTS = ("face_blackbox",)   # the one list: never sent to, named by or read in a kernel
+OPTIONAL_KEYS = ("memory.memsw.limit_in_bytes", "memory.swappiness")  # absent without swap
 KERNEL_UID = 65534 - 100                  # the kernels' unprivileged uid (no passwd entry needed)
 UNPROTECTED = ("without the sandbox the kernel sees the machine's files (solutions/ included, "
                "unless unreadable to its user), shares the network, PID and IPC namespaces, and "
@@ -83,7 +84,8 @@ class Cgroup:
         own = _own_cgroups()
         settings = {"pids": {"pids.max": processes},
                     "memory": {"memory.limit_in_bytes": memory,
-                               "memory.memsw.limit_in_bytes": memory},
+                               "memory.memsw.limit_in_bytes": memory,
+                               "memory.swappiness": 0},      # over the limit: killed, not swapped
                     "cpu": {"cpu.cfs_period_us": 100_000, "cpu.cfs_quota_us": 100_000 * cpus}}
         for controller, values in settings.items():
             folder = self.ROOT / controller / own.get(controller, "").lstrip("/") / self.name
@@ -97,8 +99,35 @@ class Cgroup:
                 try:
                     (folder / key).write_text(str(value))
                 except OSError:
-                    if key != "memory.memsw.limit_in_bytes":   # swap accounting may be off
+                    if key not in OPTIONAL_KEYS:
                         self.missing.append(f"{controller} ({key})")
+
+    def enforces_memory(self, probe_bytes: int = 64 << 20) -> bool:
+        """Whether the machine really stops this cgroup at its memory limit.
+
+        A limit that can be written is not yet a limit: some kernels and sandboxes account memory
+        without enforcing it, and where swap accounting is off a limit only moves pages to swap.
+        So the limit is lowered to ``probe_bytes`` and a process that joins the cgroup touches
+        twice as much: enforced when it is stopped.  (A probe cgroup only: the limit stays low.)
+        """
+        folder = self.paths.get("memory")
+        if folder is None:
+            return False
+        try:
+            (folder / "memory.limit_in_bytes").write_text(str(probe_bytes))
+        except OSError:
+            return False
+        try:
+            (folder / "memory.memsw.limit_in_bytes").write_text(str(probe_bytes))
+        except OSError:
+            pass
+        hog = (f"import os; open({str(folder / 'cgroup.procs')!r}, 'w').write(str(os.getpid()));"
+               f"b = b'x' * {2 * probe_bytes}; print('survived')")
+        try:
+            run = subprocess.run([sys.executable, "-c", hog], capture_output=True, timeout=60)
+        except subprocess.TimeoutExpired:
+            return True            # stalled at the limit: not allowed to have it
+        return b"survived" not in run.stdout
 
     def procs_files(self) -> list[str]:
         return [str(p / "cgroup.procs") for p in self.paths.values()]
