@@ -346,3 +346,24 @@ def test_every_installed_alternative_raises_permission_error(lab):
     print(json.dumps(outcome, indent=1))
     for name, what in outcome.items():
         assert what in ("PermissionError", "not installed"), f"{lab}: {name} -> {what}"
+
+
+@needs_cage
+def test_a_memory_limit_is_trusted_only_when_the_probe_is_stopped(monkeypatch, tmp_path):
+    """Where the limit can be written but is not enforced (CI once: 4 of 5 x 600 MB survived a
+    2 GB cgroup), the grader falls back to a per-process cap and every row says so."""
+    from utils.grading import cli, sandbox
+
+    def batch():
+        return cli.Batch(solutions=tmp_path, timeout=60, cell_timeout=30, jobs=1,
+                         isolation="sandbox", memory=1 << 30, output_limit=1 << 20, disk=1 << 26)
+
+    honest = batch()
+    probe = sandbox.Cgroup(processes=64, memory=1 << 30, cpus=1)
+    enforced = probe.enforces_memory()
+    probe.remove()
+    assert ("memory (per-process address space only)" in (honest.note or "")) != enforced
+    monkeypatch.setattr(sandbox.Cgroup, "enforces_memory", lambda self, probe_bytes=0: False)
+    fallback = batch()
+    assert "memory (per-process address space only)" in fallback.note
+    assert fallback.limits["address_space"] == 1 << 30, "each process capped at --memory"
