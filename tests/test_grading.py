@@ -789,13 +789,24 @@ def test_answer_errors_keep_their_builtin_class():
 
 
 @pytest.mark.skipif(not os.environ.get("ADVX_SLOW_TESTS"), reason="slow: set ADVX_SLOW_TESTS=1")
-def test_every_solution_gets_full_marks_and_every_lab_zero(tmp_path):
+def test_every_solution_gets_full_marks_every_lab_zero_and_a_lecture_copy_under_half(tmp_path):
+    """The lab rule (README): pasting the closest lecture cell into every answer, under the names
+    the lab asks for (utils.lab_copies.lecture_copy), earns less than half of a lab's points."""
+    from utils.lab_copies import lecture_copy
+
     for path in sorted((ROOT / "solutions").glob("*_lab.ipynb")):
-        submit(tmp_path, "solution", path.stem, nbformat.read(path, as_version=4))
+        solution = nbformat.read(path, as_version=4)
+        submit(tmp_path, "solution", path.stem, solution)
         submit(tmp_path, "lab", path.stem, nbformat.read(ROOT / "labs" / path.name, as_version=4))
-    results = grading.grade([tmp_path], timeout=1800, cell_timeout=900, progress=False)
+        submit(tmp_path, "lecture_copy", path.stem,
+               lecture_copy(solution, ROOT / "lectures", path.stem))
+    results = grading.grade([tmp_path], timeout=1800, cell_timeout=900, jobs=2, progress=False)
     print(grading.table(results))
     for result in results:
-        full = result.points == result.max_points > 0
-        assert full if result.student == "solution" else result.points == 0, result.reasons()
+        if result.student == "solution":
+            assert result.points == result.max_points > 0, result.reasons()
+        elif result.student == "lab":
+            assert result.points == 0, result.reasons()
+        else:
+            assert result.points < result.max_points / 2, (result.lab, result.reasons())
     assert json.dumps([r.lab for r in results])

@@ -3,7 +3,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from utils import labs
+from utils import lab_copies, labs
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -94,3 +94,62 @@ def test_check_mode_reports_and_writes_nothing(tmp_path):
     assert not (tmp_path / "labs" / "09_toy_lab.ipynb").exists()
     assert labs.generate(tmp_path) == ["09_toy_lab.ipynb"]
     assert labs.generate(tmp_path, check=True) == []
+
+
+# --------------------------------------------------------------------------------------------
+# a graded task asks for a variant of what the lecture prints (utils.lab_copies)
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "solutions").glob("*_lab.ipynb")),
+                         ids=lambda p: p.stem)
+def test_no_answer_is_a_near_copy_of_a_lecture_cell(path):
+    found = lab_copies.near_copies(path, ROOT / "lectures")
+    assert not found, (f"answers that are near-copies (>= {lab_copies.NEAR_COPY}) of a lecture "
+                       f"cell; ask for a variant the lecture does not print: {found}")
+
+
+def test_copied_share_ignores_comments_strings_and_layout():
+    lecture = "def f(x, y):\n    # the lecture's words\n    return (x + y) * 2  # doubled\n"
+    pasted = 'def f(x, y):\n    """mine"""\n    return (x +\n            y) * 2\n'
+    assert lab_copies.copied_share(pasted, lecture) == 1.0
+    other = "def g(a):\n    return sorted(a, key=len)[::-1]\n"
+    assert lab_copies.copied_share(other, lecture) < 0.5
+    assert lab_copies.copied_share("", lecture) == 0.0
+
+
+def _lectures(tmp_path, *sources):
+    folder = tmp_path / "lectures"
+    folder.mkdir()
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(s) for s in sources])
+    nbformat.write(nb, folder / "01_x.ipynb")
+    return folder
+
+
+def test_lecture_copy_pastes_the_closest_cells_definitions_under_the_labs_names(tmp_path):
+    lectures = _lectures(
+        tmp_path,
+        "import torch\ndef fgsm_teaching(model, x, y, eps):\n    g = grad(model, x, y)\n"
+        "    return (x + eps * g.sign()).clamp(0, 1)\nours = fgsm_teaching(model, x, y, 0.1)\n"
+        "assert torch.equal(ours, library)",
+        "print('unrelated')")
+    solution = _solution(labs.answer_cell(
+        "def fgsm_l2(model, x, y, eps):\n    ### BEGIN SOLUTION\n    g = grad(model, x, y)\n"
+        "    return (x + eps * g / g.norm()).clamp(0, 1)\n    ### END SOLUTION", "fgsm_l2"))
+    copied = lab_copies.lecture_copy(solution, lectures, "01_x_lab")
+    source = copied.cells[0].source
+    assert "def fgsm_teaching" in source and "import torch" in source
+    assert source.endswith("fgsm_l2 = fgsm_teaching")
+    assert "ours =" not in source, "the lecture's demo lines are not pasted"
+    assert labs.is_answer(copied.cells[0]) and solution.cells[0].source.startswith("def fgsm_l2")
+    assert lab_copies.near_copies(_write(tmp_path, solution), lectures, threshold=0.6)
+
+
+def _write(tmp_path, notebook):
+    path = tmp_path / "x_lab.ipynb"
+    nbformat.write(notebook, path)
+    return path
+
+
+def test_closest_needs_lecture_cells():
+    with pytest.raises(ValueError, match="no lecture code cells"):
+        lab_copies.closest("x = 1", [])
