@@ -86,9 +86,11 @@ class Batch:
         self.limits = {"memory": memory, "address_space": memory, "file_size": 64 << 20,
                        "output": output_limit}
         self.disk = disk
-        from utils.paths import checkpoint_dir, data_dir
+        from utils.data import prefetch
+        from utils.paths import checkpoint_dir
 
-        data_dir(), checkpoint_dir()      # caches a kernel reads but cannot write
+        checkpoint_dir()
+        prefetch()      # kernels read data/ but cannot fetch: a missing file would zero a class
         if self.mode == "sandbox":
             from utils.grading.sandbox import Cgroup
 
