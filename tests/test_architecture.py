@@ -11,7 +11,7 @@ import pytest
 UTILS = Path(__file__).resolve().parents[1] / "utils"
 CORE = {"session", "paths", "data", "models", "training", "recipes", "zoo", "zoo_entries",
         "attacks", "transforms", "attribution", "viz", "tables", "stats", "text", "smoothing"}
-TOOLING = {"labs", "grading", "site"}
+TOOLING = {"labs", "lab_copies", "grading", "site"}
 
 
 def module_name(path: Path) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from scipy import stats
@@ -102,3 +104,25 @@ def test_cuda_stays_on_device():
     classes, radii = smoothing.certify(model, torch.rand(2, 1, 4, 4, device="cuda"), sigma=0.25,
                                        n0=10, n=50)
     assert classes.is_cuda and radii.is_cuda
+
+
+def test_hoeffding_radius_is_never_larger_than_clopper_pearsons_and_abstains():
+    for count, n in [(1000, 1000), (990, 1000), (700, 1000), (95, 100), (60, 100)]:
+        cruder = smoothing.hoeffding_radius(count, n, sigma=0.25, alpha=0.001)
+        exact = smoothing.radius_from_counts(count, n, sigma=0.25, alpha=0.001)
+        assert isinstance(cruder, float) and 0.0 <= cruder <= exact + 1e-12
+    assert smoothing.hoeffding_radius(520, 1000, sigma=0.25, alpha=0.001) == 0.0
+    lower = 0.99 - (math.log(1 / 0.01) / 2000) ** 0.5
+    assert smoothing.hoeffding_radius(990, 1000, sigma=0.5, alpha=0.01) == pytest.approx(
+        0.5 * stats.norm.ppf(lower))
+    with pytest.raises(ValueError):
+        smoothing.hoeffding_radius(5, 0, sigma=0.25, alpha=0.001)
+
+
+def test_predict_from_counts_abstains_on_close_calls_and_ties():
+    counts = torch.tensor([[0, 200, 0], [0, 110, 90], [5, 150, 45], [100, 100, 0], [0, 0, 0]])
+    assert smoothing.predict_from_counts(counts, 0.001).tolist() == [1, -1, 1, -1, -1]
+    assert smoothing.predict_from_counts(counts, 0.001).dtype == torch.long
+    for bad in (torch.rand(3, 4), torch.tensor([1, 2, 3]), torch.tensor([[3], [4]])):
+        with pytest.raises(ValueError, match="integer tensor"):
+            smoothing.predict_from_counts(bad, 0.01)

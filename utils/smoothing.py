@@ -34,8 +34,8 @@ from utils.transforms import uniform as _rand
 
 ABSTAIN = -1
 
-__all__ = ["ABSTAIN", "noise_counts", "predict", "certify", "clopper_pearson",
-           "radius_from_counts"]
+__all__ = ["ABSTAIN", "noise_counts", "predict", "predict_from_counts", "certify",
+           "clopper_pearson", "radius_from_counts", "hoeffding_radius"]
 
 
 def _check(sigma, n, alpha=None) -> None:
@@ -101,6 +101,30 @@ def radius_from_counts(count: int, n: int, *, sigma: float, alpha: float) -> flo
     return float(sigma * stats.norm.ppf(lower)) if lower > 0.5 else 0.0
 
 
+def hoeffding_radius(count: int, n: int, *, sigma: float, alpha: float) -> float:
+    """CERTIFY's radius with Hoeffding's cruder bound ``p_lower = k/n - sqrt(ln(1/alpha) / 2n)``
+    in place of Clopper--Pearson's (never larger than :func:`radius_from_counts`); 0.0 (abstain)
+    when ``p_lower <= 1/2``."""
+    _check(sigma, n, alpha)
+    lower = count / n - math.sqrt(math.log(1 / alpha) / (2 * n))
+    return float(sigma * stats.norm.ppf(lower)) if lower > 0.5 else 0.0
+
+
+def predict_from_counts(counts: torch.Tensor, alpha: float) -> torch.Tensor:
+    """PREDICT's decision from class counts ``(N, C)``: per row the top class (the first on
+    ties), or ``ABSTAIN`` when the two-sided binomial test of the top count against the
+    runner-up's (out of their sum, at 1/2) has p-value above ``alpha``."""
+    if counts.dim() != 2 or counts.shape[1] < 2 or counts.dtype.is_floating_point:
+        raise ValueError(f"counts must be an integer tensor (N, C) with C >= 2, got "
+                         f"{counts.dtype} {tuple(counts.shape)}")
+    top = counts.topk(2, dim=1)
+    result = []
+    for (first, second), label in zip(top.values.tolist(), top.indices[:, 0].tolist()):
+        p = stats.binomtest(first, first + second, 0.5).pvalue if first + second else 1.0
+        result.append(label if p <= alpha else ABSTAIN)
+    return torch.tensor(result, dtype=torch.long, device=counts.device)
+
+
 def predict(model: nn.Module, x: torch.Tensor, *, sigma: float, n: int = 100,
             alpha: float = 0.001, batch_size: int = 1000,
             generator: torch.Generator | None = None) -> torch.Tensor:
@@ -109,12 +133,7 @@ def predict(model: nn.Module, x: torch.Tensor, *, sigma: float, n: int = 100,
     their sum, at 1/2) has p-value above ``alpha``.  Wrong with probability at most ``alpha``."""
     _check(sigma, n, alpha)
     counts = noise_counts(model, x, sigma=sigma, n=n, batch_size=batch_size, generator=generator)
-    top = counts.topk(2, dim=1)
-    result = []
-    for (first, second), label in zip(top.values.tolist(), top.indices[:, 0].tolist()):
-        p = stats.binomtest(first, first + second, 0.5).pvalue if first + second else 1.0
-        result.append(label if p <= alpha else ABSTAIN)
-    return torch.tensor(result, device=x.device)
+    return predict_from_counts(counts, alpha)
 
 
 def certify(model: nn.Module, x: torch.Tensor, *, sigma: float, n0: int = 100, n: int = 1000,
