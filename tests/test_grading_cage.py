@@ -298,8 +298,8 @@ ALTERNATIVES = {   # lab -> what a student might call instead of writing the met
         "utils.gans.steps:d_step", "utils.gans.steps:g_step"],
     "06_invertible_networks_lab": [
         "utils.invertible.network:reconstruction_error", "utils.invertible.network:encode",
-        "utils.invertible.metamers:metamers", "utils.invertible.metamers:metameric_attack",
-        "utils.invertible.metamers:metamer_study"],
+        "utils.invertible.network:decode", "utils.invertible.metamers:metamers",
+        "utils.invertible.metamers:metameric_attack", "utils.invertible.metamers:metamer_study"],
     "07_evaluating_robustness_lab": [
         "utils.attacks:apgd_checkpoints", "utils.attacks:apgd", "utils.attacks:apgd_targeted",
         "utils.smoothing:radius_from_counts", "utils.smoothing:predict",

@@ -42,7 +42,10 @@ TAUGHT = {   # lecture -> {teaching function: library call it is asserted equal 
     "06_invertible_networks": {
         "coupling_forward": "block",
         "space_to_depth": "blocks.space_to_depth",
+        "depth_to_space": "blocks.depth_to_space",
+        "decode_by_hand": "network.reconstruction_error",
         "metamer": "metamers.metamers",
+        "metameric_attack_teaching": "metamers.metameric_attack",
         "ice_step_teaching": "ice.ice_step",
     },
     "07_evaluating_robustness": {
