@@ -39,71 +39,36 @@ def test_zoo_architectures_map_images_to_ten_logits(name):
     assert sum(p.numel() for p in model.parameters()) * 4 < 2e6, "checkpoint must stay < 2 MB"
 
 
-# --- integrated gradients ---------------------------------------------------------------------
+# --- Captum's attributions (the methods themselves are taught in lecture 02) ------------------
 
-@pytest.mark.parametrize("score", ["logit", "log_softmax"])
-def test_integrated_gradients_matches_captum_riemann_right(lenet, images, score):
-    from captum.attr import IntegratedGradients
-
-    target = torch.tensor([0, 3, 7])
-    ours, delta = attribution.integrated_gradients(lenet, images, target, steps=20, batch_size=7,
-                                                   score=score)
-    theirs, their_delta = IntegratedGradients(attribution.ScoreModel(lenet, score)).attribute(
-        images, baselines=0.0, target=target, n_steps=20, method="riemann_right",
-        return_convergence_delta=True)
-    torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-6)
-    torch.testing.assert_close(delta, their_delta.to(delta.dtype), rtol=1e-3, atol=1e-5)
-
-
-def test_integrated_gradients_is_complete_with_enough_steps(resnet, images):
-    attr, delta = attribution.integrated_gradients(resnet, images, 2, steps=300)
-    with torch.no_grad():
-        gap = resnet(images)[:, 2] - resnet(torch.zeros_like(images))[:, 2]
-    torch.testing.assert_close(attr.flatten(1).sum(1) - gap, delta, atol=1e-4, rtol=0)
-    assert delta.abs().max() < 0.02 * gap.abs().max()
-
-
-def test_integrated_gradients_of_a_linear_model_is_exact():
+def test_captum_ig_of_a_linear_model_is_exact_and_complete():
     torch.manual_seed(0)
     linear = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 2)).eval()
     x = torch.rand(1, 1, 2, 2)
-    attr, delta = attribution.integrated_gradients(linear, x, 1, steps=3)
+    out = attribution.captum_attributions(linear, x, 1, methods=("ig",), ig_steps=3,
+                                          ig_method="riemann_right")
     expected = (x.flatten() * linear[1].weight[1]).view_as(x)
-    torch.testing.assert_close(attr, expected)
-    assert delta.abs().max() < 1e-5
+    torch.testing.assert_close(out["ig"], expected)
+    assert out["ig_delta"].abs().max() < 1e-5
 
 
-def test_integrated_gradients_restores_training_mode_and_checks_targets(resnet, images):
+@pytest.mark.parametrize("window,stride", [(6, 2), (5, 3)])
+def test_occlusion_batch_changes_only_the_speed(lenet, images, window, stride):
+    one, many = (attribution.captum_attributions(
+        lenet, images, torch.tensor([1, 4, 9]), methods=("occlusion",), baseline=0.5,
+        occlusion_window=window, occlusion_stride=stride, occlusion_batch=batch)["occlusion"]
+        for batch in (1, 64))
+    torch.testing.assert_close(one, many, rtol=1e-4, atol=1e-5)
+
+
+def test_captum_attributions_restores_training_mode_and_checks_targets(resnet, images):
     resnet.train()
-    attribution.integrated_gradients(resnet, images, 1, steps=2)
+    attribution.captum_attributions(resnet, images, 1, methods=("ig",), ig_steps=2)
     assert resnet.training
     with pytest.raises(ValueError, match="target"):
-        attribution.integrated_gradients(resnet, images, torch.tensor([1, 2]), steps=2)
-
-
-# --- occlusion --------------------------------------------------------------------------------
-
-@pytest.mark.parametrize("window,stride", [(6, 2), (4, 4), (5, 3)])
-def test_occlusion_matches_captum(lenet, images, window, stride):
-    from captum.attr import Occlusion
-
-    target = torch.tensor([1, 4, 9])
-    ours = attribution.occlusion(lenet, images, target, window=window, stride=stride,
-                                 baseline=0.5, batch_size=13)
-    theirs = Occlusion(lenet).attribute(images, target=target, baselines=0.5,
-                                        sliding_window_shapes=(1, window, window),
-                                        strides=(1, stride, stride))
-    torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-5)
-
-
-def test_window_positions_fit_inside():
-    assert attribution.window_positions(28, 6, 2) == list(range(0, 23, 2))
-    assert attribution.window_positions(28, 5, 3) == list(range(0, 25, 3)), "last one is cut"
-    assert attribution.window_positions(28, 28, 5) == [0]
-    with pytest.raises(ValueError):
-        attribution.window_positions(28, 29, 1)
-    with pytest.raises(ValueError):
-        attribution.window_positions(28, 3, 4)
+        attribution.captum_attributions(resnet, images, torch.tensor([1, 2]), methods=("ig",))
+    with pytest.raises(ValueError, match="unknown"):
+        attribution.captum_attributions(resnet, images, 1, methods=("saliency",))
 
 
 def test_captum_attributions_shapes_and_delta(lenet, images):

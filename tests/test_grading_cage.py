@@ -276,12 +276,13 @@ def test_a_patched_torch_probe_earns_nothing(tmp_path):
 ALTERNATIVES = {   # lab -> what a student might call instead of writing the method
     "01_adversarial_examples_lab": [
         "utils.attacks:fgsm", "utils.attacks:pgd", "utils.attacks:sign_step",
-        "utils.attacks:_project", "torchattacks:FGSM", "torchattacks:PGD",
+        "utils.attacks:_project", "utils.attacks:_step", "torchattacks:FGSM",
+        "torchattacks:PGD",
         "captum.robust:FGSM", "captum.robust:PGD", "foolbox.attacks:LinfPGD",
         "art.attacks.evasion:FastGradientMethod"],
     "02_fooling_noise_captum_lab": [
-        "captum.attr:IntegratedGradients", "captum.attr:Occlusion", "captum.robust:PGD",
-        "utils.attribution:integrated_gradients", "utils.attribution:occlusion",
+        "captum.attr:IntegratedGradients", "captum.attr:Occlusion", "captum.attr:NoiseTunnel",
+        "captum.robust:PGD", "utils.attribution:captum_attributions",
         "utils.attacks:optimise_input", "utils.attacks:pgd", "torchattacks:PGD"],
     "03_face_attack_competition_lab": [
         "utils.faces.tricks:student_loss", "utils.faces.tricks:blackbox_loss",

@@ -23,9 +23,13 @@ TAUGHT = {   # lecture -> {teaching function: library call it is asserted equal 
         "fgsm_teaching": "attacks.fgsm",
         "pgd_teaching": "attacks.pgd",
         "greedy_teaching": "text.greedy_edits",
+        "distillation_step_teaching": "recipes.distillation_step",
     },
     "02_fooling_noise_captum": {
         "fooling_teaching": "fooling.fooling_images",
+        "ig_teaching": "IntegratedGradients",
+        "smoothgrad_sq_teaching": "NoiseTunnel",
+        "occlusion_teaching": "Occlusion",
     },
     "03_face_attack_competition": {
         "fgvm_step": "attacks.value_step",

@@ -85,3 +85,22 @@ def test_batches_move_to_the_device():
     x, y = toy_data(8)
     batch = next(iter(training.Batches(x, y, batch_size=4, device="cuda")))
     assert batch[0].is_cuda and batch[1].is_cuda
+
+
+def test_distillation_step_trains_the_student_on_the_teachers_soft_labels():
+    from utils import recipes
+
+    x, _ = toy_data(16)
+    torch.manual_seed(0)
+    teacher, student = nn.Linear(4, 3), nn.Linear(4, 3)
+    before = [p.detach().clone() for p in teacher.parameters()]
+    soft = torch.softmax(teacher(x) / 5.0, dim=1).detach()
+    expected = -(soft * torch.log_softmax(student(x) / 5.0, dim=1)).sum(1).mean()
+    optimiser = torch.optim.SGD(student.parameters(), lr=0.1)
+    loss = recipes.distillation_step(student, teacher, x, optimiser, temperature=5.0)
+    torch.testing.assert_close(loss, expected.detach())   # the teacher read at T by default
+    assert all(torch.equal(a, b) for a, b in zip(before, teacher.parameters())), "teacher fixed"
+    after = recipes.distillation_loss(student, x, soft, 5.0)
+    assert after < loss, "one step lowers the loss on the same batch"
+    with pytest.raises(ValueError, match="temperature"):
+        recipes.distillation_step(student, teacher, x, optimiser, temperature=0.0)

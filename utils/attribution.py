@@ -1,26 +1,11 @@
-"""What a classifier looks at: integrated gradients, occlusion, and Captum's versions of them.
-
-Two attribution methods written out in a few lines of PyTorch, so that the lecture and its lab
-can compare them with Captum's:
-
-- :func:`integrated_gradients` -- Sundararajan et al. (2017): the gradient of the target score
-  averaged along the straight path from a baseline ``x'`` to the image ``x``, times ``x - x'``,
-
-  .. math:: \\mathrm{IG}_i(x) = (x_i - x'_i) \\int_0^1
-            \\frac{\\partial f(x' + \\alpha (x - x'))}{\\partial x_i}\\, d\\alpha
-            \\approx (x_i - x'_i) \\frac{1}{m} \\sum_{k=1}^{m}
-            \\frac{\\partial f(x' + \\tfrac{k}{m} (x - x'))}{\\partial x_i},
-
-  a right Riemann sum, the same as Captum's ``IntegratedGradients(..., method="riemann_right")``.
-  Completeness: the attributions sum to ``f(x) - f(x')`` (up to the error of the sum), which
-  the returned *convergence delta* measures.
-- :func:`occlusion` -- Zeiler & Fergus (2014): slide a window over the image, replace what it
-  covers by a baseline value, and give each pixel the mean drop of the target score over the
-  windows that cover it (what ``captum.attr.Occlusion`` computes).
+"""What a classifier looks at: Captum's attributions of one class score, and their figures.
 
 :func:`captum_attributions` runs Captum's ``IntegratedGradients`` (with ``internal_batch_size``),
 ``NoiseTunnel`` (``smoothgrad_sq``) over it, and ``Occlusion`` on one batch, and
-:func:`attribution_figure` draws them with ``captum.attr.visualization``.
+:func:`attribution_figure` draws them with ``captum.attr.visualization``.  The methods
+themselves are written out once, in lecture 02: short teaching versions of integrated
+gradients, SmoothGrad² and occlusion, each asserted equal to Captum's on the same input (and
+lab 02 asks for variants of them), so this module holds no second copy.
 
 The target score ``f`` is a logit unless ``score="log_softmax"`` or ``"softmax"`` is asked for.
 All functions work on any device and keep tensors there; the model's train/eval state is
@@ -37,8 +22,7 @@ from torch import nn
 
 from utils.training import evaluating
 
-__all__ = ["ScoreModel", "integrated_gradients", "occlusion", "captum_attributions",
-           "attribution_figure", "window_positions"]
+__all__ = ["ScoreModel", "captum_attributions", "attribution_figure"]
 
 _SCORES = ("logit", "log_softmax", "softmax")
 
@@ -71,95 +55,6 @@ def _targets(target, n: int, device) -> torch.Tensor:
     return target
 
 
-def _score(model: nn.Module, x: torch.Tensor, target: torch.Tensor, score: str) -> torch.Tensor:
-    return ScoreModel(model, score)(x).gather(1, target[:, None])[:, 0]
-
-
-def integrated_gradients(model: nn.Module, x: torch.Tensor, target, *,
-                         baseline: torch.Tensor | float = 0.0, steps: int = 50,
-                         batch_size: int = 256, score: str = "logit"):
-    """Integrated gradients of the ``target`` score, by a right Riemann sum with ``steps`` points.
-
-    ``x``: a batch ``(N, C, H, W)``; ``target``: one class or ``N`` classes; ``baseline``: a
-    number or a tensor broadcastable to ``x`` (default: a black image).  The ``N * steps`` path
-    points are evaluated ``batch_size`` at a time.  Returns ``(attributions, delta)``:
-    attributions shaped like ``x`` and, per image, ``delta = sum(attributions) - (f(x) - f(x'))``,
-    the completeness error (Captum's convergence delta).  Agrees with Captum's
-    ``IntegratedGradients(model).attribute(x, baseline, target=target, n_steps=steps,
-    method="riemann_right", return_convergence_delta=True)``.
-    """
-    if steps < 1:
-        raise ValueError(f"steps must be >= 1, got {steps}")
-    x = x.detach()
-    baseline = torch.as_tensor(baseline, dtype=x.dtype, device=x.device).expand_as(x)
-    target = _targets(target, len(x), x.device)
-    alphas = torch.arange(1, steps + 1, dtype=x.dtype, device=x.device) / steps
-    n = len(x)
-    # every (step, image) pair as one batch: (steps * N, C, H, W), step-major
-    shape = (steps,) + (1,) * x.ndim
-    path = baseline + alphas.view(shape) * (x - baseline)
-    path = path.reshape((steps * n,) + x.shape[1:])
-    path_targets = target.repeat(steps)
-    grads = torch.empty_like(path)
-    with evaluating(model):
-        for start in range(0, len(path), batch_size):
-            chunk = path[start:start + batch_size].requires_grad_(True)
-            scores = _score(model, chunk, path_targets[start:start + batch_size], score)
-            grads[start:start + batch_size] = torch.autograd.grad(scores.sum(), chunk)[0]
-        with torch.no_grad():
-            gap = (_score(model, x, target, score) - _score(model, baseline, target, score))
-    attributions = (x - baseline) * grads.view((steps,) + x.shape).mean(0)
-    delta = attributions.flatten(1).sum(1) - gap
-    return attributions.detach(), delta.detach()
-
-
-def window_positions(size: int, window: int, stride: int) -> list[int]:
-    """Start indices of a sliding window along one axis, by Captum's rule: steps of ``stride``
-    until the window reaches the far edge, ``ceil((size - window) / stride) + 1`` of them; the
-    last window may stick out and is then cut at the edge, so every pixel is covered."""
-    if not 1 <= window <= size or stride < 1:
-        raise ValueError(f"need 1 <= window ({window}) <= size ({size}) and stride >= 1")
-    if stride > window and window < size:
-        raise ValueError(f"a stride ({stride}) longer than the window ({window}) would skip pixels")
-    return [k * stride for k in range(-(-(size - window) // stride) + 1)]
-
-
-@torch.no_grad()
-def occlusion(model: nn.Module, x: torch.Tensor, target, *, window: int | tuple = 6,
-              stride: int | tuple = 2, baseline: float = 0.0, score: str = "logit",
-              batch_size: int = 256) -> torch.Tensor:
-    """Occlusion attributions: each pixel gets the mean drop of the target score when a window
-    covering it (all channels at once) is set to ``baseline``.
-
-    ``window`` and ``stride`` are ``(height, width)`` or one number for both; the windows are
-    placed as :func:`window_positions` says (the last one in a row or column is cut at the
-    edge).  Equals ``captum.attr.Occlusion(model).attribute(x, target=target,
-    sliding_window_shapes=(C, *window), strides=(C, *stride), baselines=baseline)``.
-    """
-    wh, ww = (window, window) if isinstance(window, int) else window
-    sh, sw = (stride, stride) if isinstance(stride, int) else stride
-    n, _, height, width = x.shape
-    target = _targets(target, n, x.device)
-    windows = [(i, j) for i in window_positions(height, wh, sh)
-               for j in window_positions(width, ww, sw)]
-    # one mask per window: (W, 1, H, W) with ones where the window is
-    masks = torch.zeros(len(windows), 1, height, width, dtype=x.dtype, device=x.device)
-    for k, (i, j) in enumerate(windows):
-        masks[k, :, i:i + wh, j:j + ww] = 1
-    with evaluating(model):
-        clean = _score(model, x, target, score)                                  # (N,)
-        drops = torch.empty(n, len(windows), dtype=x.dtype, device=x.device)
-        for image in range(n):
-            for start in range(0, len(windows), batch_size):
-                m = masks[start:start + batch_size]
-                occluded = x[image] * (1 - m) + baseline * m
-                scores = _score(model, occluded, target[image].expand(len(m)), score)
-                drops[image, start:start + batch_size] = clean[image] - scores
-    total = torch.einsum("nk,kchw->nchw", drops, masks)
-    attributions = total / masks.sum(0, keepdim=True)          # every pixel is covered
-    return attributions.expand_as(x).clone()
-
-
 def captum_attributions(model: nn.Module, x: torch.Tensor, target, *, baseline: float = 0.0,
                         methods: Sequence[str] = ("ig", "smoothgrad_sq", "occlusion"),
                         ig_steps: int = 500, ig_method: str = "riemann_trapezoid",
@@ -167,7 +62,7 @@ def captum_attributions(model: nn.Module, x: torch.Tensor, target, *, baseline: 
                         smoothgrad_samples: int = 8, smoothgrad_stdev: float = 0.15,
                         smoothgrad_ig_steps: int = 32,
                         occlusion_window: int = 6, occlusion_stride: int = 2,
-                        score: str = "logit") -> dict[str, torch.Tensor]:
+                        occlusion_batch: int = 64, score: str = "logit") -> dict[str, torch.Tensor]:
     """Captum's views of the ``target`` score of the batch ``x``, for the chosen ``methods``:
 
     - ``"ig"``: ``IntegratedGradients`` (``ig_steps`` points of the rule ``ig_method``,
@@ -182,7 +77,9 @@ def captum_attributions(model: nn.Module, x: torch.Tensor, target, *, baseline: 
       copies of ``x`` with Gaussian noise of standard deviation ``smoothgrad_stdev`` added
       (Captum draws that noise from PyTorch's global generator);
     - ``"occlusion"``: ``Occlusion`` with a square ``occlusion_window`` moved by
-      ``occlusion_stride`` pixels, occluded pixels set to ``baseline``.
+      ``occlusion_stride`` pixels, occluded pixels set to ``baseline``, ``occlusion_batch``
+      window positions per forward pass (Captum's ``perturbations_per_eval``; only the speed
+      depends on it).
 
     Returns a dict of detached tensors shaped like ``x`` (``"ig_delta"``: ``(N,)``).
     """
@@ -214,7 +111,8 @@ def captum_attributions(model: nn.Module, x: torch.Tensor, target, *, baseline: 
             out["occlusion"] = Occlusion(scored).attribute(
                 x, target=target, baselines=baseline,
                 sliding_window_shapes=(channels, occlusion_window, occlusion_window),
-                strides=(channels, occlusion_stride, occlusion_stride)).detach()
+                strides=(channels, occlusion_stride, occlusion_stride),
+                perturbations_per_eval=occlusion_batch).detach()
     return out
 
 

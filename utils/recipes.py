@@ -49,6 +49,40 @@ def fast_adversarial(model: nn.Module, device: torch.device, *, eps: float, epoc
     return model
 
 
+@torch.no_grad()
+def soft_labels(teacher: nn.Module, x: torch.Tensor, temperature: float) -> torch.Tensor:
+    """The teacher's probabilities at temperature ``T``: ``softmax(teacher(x) / T)``, ``(N, K)``."""
+    return torch.softmax(teacher(x) / temperature, dim=1)
+
+
+def distillation_loss(student: nn.Module, x: torch.Tensor, soft: torch.Tensor,
+                      temperature: float) -> torch.Tensor:
+    """Cross-entropy of the student's temperature-``T`` softmax against the soft labels ``soft``
+    (``(N, K)``, rows summing to 1), averaged over the batch: a scalar tensor."""
+    return -(soft * torch.log_softmax(student(x) / temperature, dim=1)).sum(1).mean()
+
+
+def distillation_step(student: nn.Module, teacher: nn.Module, x: torch.Tensor,
+                      optimiser: torch.optim.Optimizer, *, temperature: float,
+                      teacher_temperature: float | None = None) -> torch.Tensor:
+    """One step of defensive distillation on the batch ``x``; returns the loss (detached).
+
+    The teacher's soft labels at ``teacher_temperature`` (default: ``temperature``, as in
+    Papernot et al.; the zoo's stand-in teacher is read at 1) and the student's cross-entropy
+    to them at ``temperature``; one ``optimiser`` step on the student.
+    :func:`defensive_distillation` trains ``fashion_cnn_distilled`` with the same loss.
+    """
+    if temperature <= 0:
+        raise ValueError(f"temperature must be positive, got {temperature}")
+    soft = soft_labels(teacher, x, temperature if teacher_temperature is None
+                       else teacher_temperature)
+    loss = distillation_loss(student, x, soft, temperature)
+    optimiser.zero_grad()
+    loss.backward()
+    optimiser.step()
+    return loss.detach()
+
+
 def defensive_distillation(model: nn.Module, device: torch.device, *, teacher: str,
                            temperature: float, epochs: int, lr: float, batch_size: int = 128,
                            seed: int = 0) -> nn.Module:
@@ -64,8 +98,6 @@ def defensive_distillation(model: nn.Module, device: torch.device, *, teacher: s
     the gradient, it does not move the decision boundary.  Lecture 01 shows it falling to the
     same attack run on ``logits / T``.
     """
-    import torch.nn.functional as F
-
     from utils import zoo
     from utils.training import Batches, train
 
@@ -73,15 +105,15 @@ def defensive_distillation(model: nn.Module, device: torch.device, *, teacher: s
         raise ValueError(f"temperature must be positive, got {temperature}")
     images, labels = fashion_mnist("train")
     source = zoo.load(teacher, device)
-    with torch.no_grad():
-        soft = torch.cat([F.softmax(source(chunk.to(device)), dim=1).cpu()
-                          for chunk in images.split(1024)])
+    # the stand-in teacher is read at T = 1 (see above)
+    soft = torch.cat([soft_labels(source, chunk.to(device), 1.0).cpu()
+                      for chunk in images.split(1024)])
     agree = float((soft.argmax(1) == labels).float().mean())
     print(f"  the teacher {teacher} agrees with the labels on {agree:.4f} of the training set")
 
     def loss_fn(net, batch, p):
         x, target = batch
-        return -(target * F.log_softmax(net(x) / temperature, dim=1)).sum(1).mean()
+        return distillation_loss(net, x, target, temperature)
 
     data = Batches(images, soft, batch_size=batch_size, seed=seed, device=device)
     train(model, loss_fn, data, epochs=epochs, lr=lr, seed=seed, device=device,
