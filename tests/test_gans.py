@@ -119,6 +119,46 @@ def test_losses_stay_finite_at_extreme_logits():
         assert torch.isfinite(value)
 
 
+def test_hinge_and_least_squares_losses_by_their_formulas():
+    real, fake = torch.tensor([2.0, 0.3, -1.0]), torch.tensor([-3.0, -0.5, 0.4, 1.5])
+    hinge_d = losses.discriminator_loss(real, fake, "hinge")
+    assert torch.allclose(hinge_d, (1 - real).clamp(min=0).mean() + (1 + fake).clamp(min=0).mean())
+    assert losses.discriminator_loss(torch.full((3,), 1.5), torch.full((3,), -1.5), "hinge") == 0, (
+        "beyond the margins D's hinge loss is zero"
+    )
+    assert torch.allclose(losses.generator_loss(fake, "hinge"), -fake.mean())
+    ls_d = losses.discriminator_loss(real, fake, "least_squares")
+    assert torch.allclose(ls_d, 0.5 * ((real - 1) ** 2).mean() + 0.5 * (fake ** 2).mean())
+    assert torch.allclose(losses.generator_loss(fake, "least_squares"),
+                          0.5 * ((fake - 1) ** 2).mean())
+    assert losses.discriminator_loss(real, fake) == losses.discriminator_loss(real, fake, "log")
+    assert [losses.d_loss_kind(k) for k in losses.GAN_LOSSES] == [
+        "log", "log", "hinge", "least_squares"]
+    with pytest.raises(ValueError, match="kind"):
+        losses.discriminator_loss(real, fake, "minimax")
+    with pytest.raises(ValueError, match="loss"):
+        losses.d_loss_kind("wasserstein")
+
+
+def test_hinge_steps_move_each_player_only(tiny_gan):
+    G, D = tiny_gan.generator, tiny_gan.discriminator
+    opt_G, opt_D = steps.gan_optimisers(tiny_gan, lr=1e-2)
+    real = torch.rand(6, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    z = torch.randn(6, 4, generator=torch.Generator().manual_seed(1))
+    G.train(), D.train()
+    with torch.no_grad():
+        expected = losses.discriminator_loss(D(real), D(G(z)), "hinge")
+    g_before = _params(G)
+    out = steps.d_step(G, D, opt_D, real, z, "hinge")
+    assert torch.allclose(out["loss_d"], expected, atol=1e-6)
+    assert _same(_params(G), g_before) and all(p.grad is None for p in G.parameters())
+    d_before = _params(D)
+    steps.g_step(G, D, opt_G, z, "hinge")
+    assert _same(_params(D), d_before) and not _same(_params(G), g_before)
+    with pytest.raises(ValueError, match="kind"):
+        steps.d_step(G, D, opt_D, real, z, "non_saturating")
+
+
 def test_loss_inputs_are_checked():
     with pytest.raises(ValueError, match="kind"):
         losses.generator_loss(torch.zeros(2), "wasserstein")
@@ -179,7 +219,7 @@ def test_gan_step_through_fit_is_repeatable(tiny_gan):
     assert len(runs[0][0]["loss_d"]) == 3
     assert runs[0][0] == runs[1][0] and _same(runs[0][1], runs[1][1])
     with pytest.raises(ValueError, match="loss"):
-        steps.gan_step(tiny_gan, None, None, loss="hinge")
+        steps.gan_step(tiny_gan, None, None, loss="wasserstein")
     with pytest.raises(ValueError, match="DCGAN"):
         steps.gan_step(nn.Linear(2, 2), None, None)
     with pytest.raises(ValueError, match="28, 28"):

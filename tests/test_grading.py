@@ -649,6 +649,26 @@ def test_old_style_checks_are_found():
                for p in problems) == 2
 
 
+def test_code_that_runs_beside_the_answers_is_not_flagged():
+    beside = toy_solution()
+    beside.cells[3].source = ("@in_student_kernel\ndef grads(a):\n"
+                              "    return [p.grad for p in []]\n\nassert grads(1) == []")
+    assert labs.grading_problems(beside, "x") == []
+
+
+def test_a_lab_can_hide_zoo_checkpoints_from_the_kernel():
+    from utils.grading import sandbox
+    from utils.paths import checkpoint_dir
+
+    solution = toy_solution()
+    labs.set_grading(solution, hide=["gan_dcgan", "no_such_model"])
+    assert labs.grading_settings(solution)["hide"] == ["gan_dcgan", "no_such_model"]
+    with pytest.raises(ValueError, match="zoo names"):
+        labs.set_grading(toy_solution(), hide=["../secret"])
+    hidden = sandbox.hidden_checkpoints(["gan_dcgan", "no_such_model", "../x", 3])
+    assert hidden == [os.path.realpath(checkpoint_dir() / "gan_dcgan.pt")]
+
+
 # ============================================================================================
 # the wire: only data crosses, and malformed data is refused
 

@@ -42,6 +42,7 @@ TAUGHT = {   # lecture -> {teaching function: library call it is asserted equal 
     "05_gans": {
         "d_step_taught": "steps.d_step",
         "g_step_taught": "steps.g_step",
+        "pix2pix_step_taught": "pix2pix.pix2pix_step",
     },
     "06_invertible_networks": {
         "coupling_forward": "block",

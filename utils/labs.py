@@ -116,14 +116,23 @@ def grading_settings(notebook) -> dict:
 
 
 def set_grading(notebook, *, forbid: tuple[str, ...] | list[str] = (), why: str = "",
-                blackbox_setup_queries: int | None = None) -> None:
-    """Mark a solution as written for the grader's protocol, with the lab's rules."""
+                blackbox_setup_queries: int | None = None,
+                hide: tuple[str, ...] | list[str] = ()) -> None:
+    """Mark a solution as written for the grader's protocol, with the lab's rules.
+
+    ``hide`` names zoo checkpoints that read as empty in the student's kernel while this lab is
+    graded (e.g. a trained model the lab asks the student to train)."""
     for entry in forbid:
         if not re.fullmatch(r"[A-Za-z_][\w.]*(:[A-Za-z_][\w.]*)?", entry):
             raise ValueError(f"forbid entries are 'package.module' or 'package.module:Name', "
                              f"got {entry!r}")
+    for name in hide:
+        if not re.fullmatch(r"[A-Za-z_]\w*", name):
+            raise ValueError(f"hide entries are zoo names, got {name!r}")
     settings = {"protocol": GRADING_PROTOCOL, "forbid": list(forbid),
                 "why": why or "write it yourself"}
+    if hide:
+        settings["hide"] = list(hide)
     if blackbox_setup_queries is not None:
         settings["blackbox_setup_queries"] = int(blackbox_setup_queries)
     notebook.metadata.setdefault("advx", {})["grading"] = settings
@@ -158,6 +167,14 @@ def _parse(source: str):
         from IPython.core.inputtransformer2 import TransformerManager
 
         return ast.parse(TransformerManager().transform_cell(source))
+
+
+def _runs_in_kernel(node) -> bool:
+    """A function decorated with ``in_student_kernel``: under the grader it runs in the kernel."""
+    return isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and any(
+        (isinstance(d, ast.Name) and d.id == "in_student_kernel")
+        or (isinstance(d, ast.Attribute) and d.attr == "in_student_kernel")
+        for d in node.decorator_list)
 
 
 def grading_problems(solution, name: str = "solution") -> list[str]:
@@ -198,7 +215,11 @@ def grading_problems(solution, name: str = "solution") -> list[str]:
         except SyntaxError:
             continue
         called = {id(node.func) for node in ast.walk(tree) if isinstance(node, ast.Call)}
+        beside = {id(inner) for node in ast.walk(tree) if _runs_in_kernel(node)
+                  for inner in ast.walk(node)}     # in_student_kernel code runs beside answers
         for node in ast.walk(tree):
+            if id(node) in beside:
+                continue
             if isinstance(node, ast.Expr) and isinstance(node.value, ast.Call) and \
                     isinstance(node.value.func, ast.Name) and node.value.func.id in answers:
                 problems.append(

@@ -6,10 +6,10 @@ features of real and of generated images in a pretrained network and measures
     FD = ||mu_a - mu_b||^2 + Tr(S_a + S_b - 2 (S_a^1/2 S_b S_a^1/2)^1/2).
 
 Inception needs ImageNet weights and a download; here the features are the penultimate layer of
-a Fashion-MNIST classifier from the course's zoo (``fashion_cnn`` by default), which knows the
-domain far better.  The numbers are on their own scale -- compare them only with the same
-classifier and the **same sample sizes** (the estimate is biased upward at small N): the
-real-vs-real *floor* and the untrained-generator *ceiling* give the scale.
+a Fashion-MNIST classifier from the course's zoo (:data:`FID_CLASSIFIER`: ``fashion_lenet``,
+256 features), which knows the domain far better.  The numbers are on their own scale -- compare
+them only with the same classifier and the **same sample sizes** (the estimate is biased upward at
+small N): the real-vs-real *floor* and the untrained-generator *ceiling* give the scale.
 
 The matrix square root is taken stably: with S_a = U diag(l) U^T (``eigh``, eigenvalues clipped at
 0), ``S_a^1/2 S_b S_a^1/2`` is symmetric positive semi-definite, so the trace of its square root is

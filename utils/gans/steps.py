@@ -20,7 +20,8 @@ from typing import Iterable
 import torch
 from torch import nn
 
-from utils.gans.losses import GENERATOR_LOSSES, discriminator_loss, generator_loss
+from utils.gans.losses import (DISCRIMINATOR_LOSSES, GAN_LOSSES, d_loss_kind, discriminator_loss,
+                               generator_loss)
 from utils.gans.models import DCGAN, latent
 from utils.training import Batches, History, fit, make_optimiser
 
@@ -31,16 +32,20 @@ def _players(gan: nn.Module) -> tuple[nn.Module, nn.Module]:
     return gan.generator, gan.discriminator
 
 
-def d_step(G: nn.Module, D: nn.Module, opt_D, real: torch.Tensor, z: torch.Tensor) -> dict:
-    """One step of D on its log-loss: real images -> 1, G(z) (detached) -> 0.
+def d_step(G: nn.Module, D: nn.Module, opt_D, real: torch.Tensor, z: torch.Tensor,
+           kind: str = "log") -> dict:
+    """One step of D on its loss (``kind``: "log", "hinge" or "least_squares", see
+    :func:`~utils.gans.losses.discriminator_loss`): real images -> 1, G(z) (detached) -> 0.
 
     Returns ``{"loss_d", "d_real", "d_fake"}`` (tensors): the loss and D's mean probability of
     "real" on each half of the batch, before the step.
     """
+    if kind not in DISCRIMINATOR_LOSSES:
+        raise ValueError(f"kind must be one of {DISCRIMINATOR_LOSSES}, got {kind!r}")
     G.train(), D.train()
     fake = G(z).detach()
     real_logits, fake_logits = D(real), D(fake)
-    loss = discriminator_loss(real_logits, fake_logits)
+    loss = discriminator_loss(real_logits, fake_logits, kind)
     opt_D.zero_grad(set_to_none=True)
     loss.backward()
     opt_D.step()
@@ -55,8 +60,8 @@ def g_step(G: nn.Module, D: nn.Module, opt_G, z: torch.Tensor,
     Returns ``{"loss_g", "d_fake_g"}``: G's loss and D's mean probability of "real" on the
     fresh samples, before the step.
     """
-    if loss not in GENERATOR_LOSSES:
-        raise ValueError(f"loss must be one of {GENERATOR_LOSSES}, got {loss!r}")
+    if loss not in GAN_LOSSES:
+        raise ValueError(f"loss must be one of {GAN_LOSSES}, got {loss!r}")
     G.train(), D.train()
     fake_logits = D(G(z))
     value = generator_loss(fake_logits, loss)
@@ -81,15 +86,14 @@ def gan_step(gan: DCGAN, opt_G, opt_D, *, loss: str = "non_saturating",
     ``generator`` (a :class:`torch.Generator`, on the images' device or the CPU), so a run is
     repeatable.  Returns the metrics of both steps.
     """
-    if loss not in GENERATOR_LOSSES:
-        raise ValueError(f"loss must be one of {GENERATOR_LOSSES}, got {loss!r}")
+    kind = d_loss_kind(loss)          # D's loss of the pair: "log" for minimax / non-saturating
     G, D = _players(gan)
 
     def step(batch, p):
         real = batch[0]
         n = len(real)
         metrics = d_step(G, D, opt_D, real, latent(n, G.latent_dim, generator=generator,
-                                                   device=real.device))
+                                                   device=real.device), kind)
         metrics.update(g_step(G, D, opt_G, latent(n, G.latent_dim, generator=generator,
                                                   device=real.device), loss))
         return metrics

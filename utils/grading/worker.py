@@ -43,8 +43,9 @@ from utils.grading.notebooks import (
 )
 from utils.labs import grading_info
 
+# all a kernel is told: no path or setting of the grader
 KERNEL_KEYS = ("limits", "threads", "sandboxed", "uid", "workdir", "lab", "forbid", "why",
-               "serve_blackbox")       # all a kernel is told: no path or setting of the grader
+               "serve_blackbox", "hide")
 KERNEL_PRELOAD = ("numpy", "torch", "IPython.core.interactiveshell", "utils", "utils.zoo")
 MAX_RESTARTS = 4
 INTERRUPT_GRACE = 4.0
@@ -671,6 +672,7 @@ def grade(config: dict, report: Reporter) -> None:
     kernel = config["kernel"]
     kernel.update(lab=name, forbid=list(lab.settings.get("forbid", [])),
                   why=lab.settings.get("why", "write it yourself"),
+                  hide=[n for n in lab.settings.get("hide", []) if isinstance(n, str)],
                   serve_blackbox="blackbox_setup_queries" in lab.settings or any(
                       entry.startswith("utils.faces") for entry in lab.settings.get("forbid", [])))
     session = Session(config, lab)
