@@ -289,3 +289,37 @@ def test_a_pipeline_chains_stages_and_adds_up_what_they_spent(box):
     resumed = faces.Pipeline(pipeline.stages, resume=True)(
         box, sources, targets, torch.Generator().manual_seed(0), first)
     assert torch.equal(resumed.images, second.images), "resume: the rung before stands in"
+
+
+def test_keep_if_better_restarts_its_step_sizes_after_so_many_halvings():
+    from utils.faces import tricks
+
+    x = torch.zeros(2, 1, 64, 64)
+    losses = iter([torch.tensor([1.0, 1.0])] + [torch.tensor([0.5, 2.0])] * 2
+                  + [torch.tensor([0.4, 2.0])])
+
+    class Box:          # a black box whose loss only the first image ever improves
+        queries = 0
+
+    run = tricks.Run(Box(), x, torch.zeros(5, faces.DIM), x=x.clone(),
+                     step=torch.full((2, 1, 1, 1), 0.04),
+                     active=torch.ones(2, 1, 1, 1, dtype=torch.bool))
+    keep = tricks.KeepIfBetter(restart=2)
+    original = tricks.blackbox_loss
+    tricks.blackbox_loss = lambda box, images, desc: next(losses)
+    try:
+        keep.start(run)
+        steps = []
+        for _ in range(3):
+            keep(x, run)
+            steps.append(run.step.flatten().tolist())
+    finally:
+        tricks.blackbox_loss = original
+    assert steps[0] == pytest.approx([0.04, 0.02])
+    assert steps[1] == pytest.approx([0.02, 0.04]), "halved twice: back to the first step"
+    assert steps[2] == pytest.approx([0.02, 0.02])
+    assert int(run.rejected) == 4
+    with pytest.raises(ValueError, match="keep_if_better=True"):
+        faces.plan(restart=2)
+    with pytest.raises(ValueError, match="restart"):
+        tricks.KeepIfBetter(restart=-1)

@@ -349,6 +349,28 @@ def test_every_installed_alternative_raises_permission_error(lab):
         assert what in ("PermissionError", "not installed"), f"{lab}: {name} -> {what}"
 
 
+ALLOWED = {   # lab -> what its text lists as allowed: these must still run under its rules
+    "03_face_attack_competition_lab": [
+        "utils.faces:query_tensor", "utils.faces:pair_distances", "utils.faces:is_valid",
+        "utils.faces:ssim_uint8", "utils.faces:to_uint8", "utils.faces:project_ssim",
+        "utils.faces:gaussian_blur", "utils.faces:score_images", "utils.faces:load_students",
+        "utils.zoo:load"],
+}
+
+
+@pytest.mark.parametrize("lab", sorted(ALLOWED))
+def test_what_a_lab_allows_still_runs_under_its_rules(lab):
+    settings = labs.grading_settings(nbformat.read(ROOT / "solutions" / f"{lab}.ipynb",
+                                                   as_version=4))
+    run = subprocess.run([sys.executable, "-c", PROBE_RULES, json.dumps(settings["forbid"]),
+                          json.dumps(ALLOWED[lab])], capture_output=True, text=True,
+                         cwd=ROOT, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    outcome = json.loads(run.stdout.strip().splitlines()[-1])
+    for name, what in outcome.items():   # called without arguments: a TypeError means it ran
+        assert what != "PermissionError", f"{lab}: {name} is allowed but raised PermissionError"
+
+
 @needs_cage
 def test_a_memory_limit_is_trusted_only_when_the_probe_is_stopped(monkeypatch, tmp_path):
     """Where the limit can be written but is not enforced (CI once: 4 of 5 x 600 MB survived a

@@ -22,8 +22,8 @@ Every gradient attack of the ladder repeats the same step on each source image `
 A trick fills one slot and does one job; an :class:`AttackPlan` holds one choice per slot (what a
 rung of the ladder is), and :func:`plan` builds one from the ladder's keywords (``method``,
 ``keep_if_better``, ``target_mode``, ``boundary``, ``smooth``, ``momentum``, ``mask_std``,
-``flips``).  The loop that runs a plan is :func:`utils.faces.ladder.attack_stats`; the last
-trick of the write-up, the differential-evolution pixel polish, is a stage of its own
+``flips``, ``restart``).  The loop that runs a plan is :func:`utils.faces.ladder.attack_stats`;
+the last trick of the write-up, the differential-evolution pixel polish, is a stage of its own
 (:func:`utils.faces.ladder.de_polish_stats`).
 
 What one run carries from step to step (the current images, each image's step size, which
@@ -255,10 +255,21 @@ class AcceptAll(Trick):
 @dataclass(frozen=True)
 class KeepIfBetter(Trick):
     """Keep a step only where it lowers that image's black-box loss (5 queries per step, 5 more
-    at the start); where it does not, the image stays and its step size is halved."""
+    at the start); where it does not, the image stays and its step size is halved.
+
+    ``restart`` > 0: an image whose step has been halved ``restart`` times since it was last
+    reset starts again from the first step size.  Without it the halving stalls: after a few
+    refusals the steps vanish in the uint8 rounding and further steps change nothing."""
+
+    restart: int = 0
+
+    def __post_init__(self):
+        if not isinstance(self.restart, int) or self.restart < 0:
+            raise ValueError(f"restart must be an int >= 0 (0: never), got {self.restart!r}")
 
     def start(self, run: Run) -> None:
         run.memory[self] = blackbox_loss(run.blackbox, run.x, run.targets_desc)
+        run.memory[(self, "first step")] = run.step.clone()
 
     def __call__(self, candidate: torch.Tensor, run: Run) -> torch.Tensor:
         best = run.memory[self]
@@ -267,6 +278,9 @@ class KeepIfBetter(Trick):
         run.rejected = run.rejected + (run.active & ~better).sum()
         run.memory[self] = torch.where(better.view(-1), new, best)
         run.step = torch.where(better | ~run.active, run.step, run.step / 2)
+        if self.restart:
+            first = run.memory[(self, "first step")]
+            run.step = torch.where(run.step < first / 2 ** self.restart * 1.001, first, run.step)
         return better
 
 
@@ -303,7 +317,7 @@ class AttackPlan:
 def plan(method: str = "fgvm", alpha: float = 2 / 255, steps: int = 40, *,
            keep_if_better: bool = False, target_mode: str = "each", boundary: bool = False,
            smooth: float = 0.0, momentum: float = 0.0, mask_std: float | None = None,
-           flips: bool = False) -> AttackPlan:
+           flips: bool = False, restart: int = 0) -> AttackPlan:
     """The :class:`AttackPlan` that the ladder's keywords name (``faces.BASELINE``, ``faces.FGVM``
     and ``faces.BEST`` are such keywords):
 
@@ -313,12 +327,15 @@ def plan(method: str = "fgvm", alpha: float = 2 / 255, steps: int = 40, *,
     - ``flips``: :class:`Mirror`; ``smooth`` > 0: :class:`Smooth`; ``momentum`` > 0:
       :class:`Momentum` (after the blur); ``mask_std``: :class:`Mask`;
     - ``boundary``: :class:`SSIMBoundary` instead of :class:`StopAtBreak`;
-    - ``keep_if_better``: :class:`KeepIfBetter` instead of :class:`AcceptAll`.
+    - ``keep_if_better``: :class:`KeepIfBetter` instead of :class:`AcceptAll`; ``restart``:
+      its step sizes start again after that many halvings (0: never).
     """
     if method not in DIRECTIONS:
         raise ValueError(f"method must be 'fgsm' or 'fgvm', got {method!r}")
     if target_mode not in AIMS:
         raise ValueError(f"target mode must be 'each', 'mean' or 'combos', got {target_mode!r}")
+    if restart and not keep_if_better:
+        raise ValueError("restart restarts keep-if-better's step sizes: give keep_if_better=True")
     if not 0 <= momentum < 1:
         raise ValueError(f"momentum must lie in [0, 1), got {momentum}")
     filters = (() if not smooth > 0 else (Smooth(smooth),)) + \
@@ -327,4 +344,4 @@ def plan(method: str = "fgvm", alpha: float = 2 / 255, steps: int = 40, *,
                   objective=Mirror() if flips else student_loss, filters=filters,
                   mask=None if mask_std is None else Mask(mask_std),
                   rule=SSIMBoundary() if boundary else StopAtBreak(),
-                  accept=KeepIfBetter() if keep_if_better else AcceptAll())
+                  accept=KeepIfBetter(restart) if keep_if_better else AcceptAll())

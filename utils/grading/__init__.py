@@ -58,6 +58,12 @@ Writing check cells (labs 00-06 follow this; a solution declares it, see :mod:`u
    ``PermissionError`` and their files read as empty.  List every installed library implementing
    the method and the course library's building blocks, not just its entry points.
    :func:`utils.labs.grading_problems` flags cells in the old style (``labs --check`` fails on them).
+5. A check that measures something worth keeping (a hidden score) calls
+   :func:`record` ``(name, value)``: under the grader the value goes with the check's result
+   into the gradebook's ``measurements`` column and the feedback, and
+   ``python -m utils.grading leaderboard gradebook.csv --lab LAB --measure NAME`` ranks a class
+   by it; in a notebook it is printed.  :func:`under_grader` tells an ungraded cell that only
+   shows the student something (a slow validation run) that it may skip its work.
 
 What the grader guarantees, and what not
 ----------------------------------------
@@ -74,13 +80,15 @@ never root, but see the machine's files and namespaces; stderr and every gradebo
 Not guaranteed: that the student wrote the code; timing precision under load.
 """
 
-from utils.grading.api import AnswerError, Effects, call_with_effects, in_student_kernel
+from utils.grading.api import (AnswerError, Effects, call_with_effects, in_student_kernel, record,
+                               under_grader)
 
 _LAZY = {  # the grader's own machinery, imported on first use (a student's kernel never needs it)
     "grade": "cli", "DEFAULT_TIMEOUT": "cli", "DEFAULT_CELL_TIMEOUT": "cli",
     "GRADEBOOK_FIELDS": "gradebook", "Check": "gradebook", "Result": "gradebook",
     "table": "gradebook", "write_gradebook": "gradebook", "find_submissions": "notebooks",
     "identify_lab": "notebooks", "solution_notebooks": "notebooks",
+    "leaderboard": "gradebook", "read_gradebook": "gradebook",
 }
 
 __all__ = [
@@ -96,9 +104,13 @@ __all__ = [
     "grade",
     "identify_lab",
     "in_student_kernel",
+    "leaderboard",
     "main",
+    "record",
     "solution_notebooks",
+    "read_gradebook",
     "table",
+    "under_grader",
     "write_gradebook",
 ]
 

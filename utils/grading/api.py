@@ -15,6 +15,11 @@ here behave the same in both places:
   grader its source is sent to the student's kernel, run there with the notebook's names, and
   only what it returns comes back (as data, like an answer's value).  Keep its work small and
   its result raw (tensors, numbers), and check the result in the cell, not inside it.
+- :func:`record` ``(name, value)``: a named measurement of the check (a hidden score, say).
+  Under the grader it is stored with the check's result -- in the gradebook's ``measurements``
+  column and the student's feedback, and ``python -m utils.grading leaderboard`` ranks a class
+  by it; elsewhere it is printed.  Only the trusted worker's record counts: a notebook that
+  calls it records nothing.
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ from dataclasses import dataclass
 from typing import Any
 
 _session = None   # the grader's connection to the student's kernel (set only by the grader)
+_recorder = None  # where the running check's measurements go (set only by the grader's worker)
+MAX_MEASUREMENTS = 32     # per check; names are identifiers of at most 40 characters
 
 
 class AnswerError(Exception):
@@ -153,6 +160,33 @@ def in_student_kernel(fn: Callable) -> Callable:
 
     run_there.__name__ = run_there.__qualname__ = name
     return run_there
+
+
+def under_grader() -> bool:
+    """Whether this code runs under the grader (in its trusted worker or in a graded kernel):
+    a lab's ungraded cells that only show the student something can skip their work then."""
+    import os
+
+    return _session is not None or os.environ.get("ADVX_GRADING") == "1"
+
+
+def record(name: str, value) -> float:
+    """Record the measurement ``name`` (an identifier) of the running check: ``value`` as a
+    finite float, returned.  Under the grader it goes with the check's result (gradebook,
+    feedback, leaderboard); in a notebook it is printed as ``name = value``."""
+    import math
+
+    if not isinstance(name, str) or not name.isidentifier() or len(name) > 40:
+        raise ValueError(f"a measurement's name is an identifier of at most 40 characters, "
+                         f"got {name!r}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"measurement {name} must be a finite number, got {value}")
+    if _recorder is not None:
+        _recorder(name, value)
+    else:
+        print(f"{name} = {value:.6g}")
+    return value
 
 
 # ============================================================================================

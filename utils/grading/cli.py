@@ -1,6 +1,7 @@
 """Grade a folder of submissions, in parallel, into a gradebook.
 
     python -m utils.grading SUBMISSION [SUBMISSION ...] [--gradebook gradebook.csv] [--jobs N]
+    python -m utils.grading leaderboard gradebook.csv --lab LAB --measure NAME
 
 Each submission gets its own trusted worker process (:mod:`.worker`) and, through it, its own
 caged kernel; ``--jobs`` of them run at once (default: one per CPU core), each in its own job
@@ -223,6 +224,7 @@ def _read_events(result: Result, stdout: bytes, stderr: bytes, returncode: int |
                     check.points = check.max_points if event["passed"] else 0.0
                     check.reason = "" if event["passed"] else (event.get("reason") or "failed")
                     check.seconds = float(event.get("seconds", 0.0))
+                    check.measurements = _measurements(event.get("measurements"))
                     check._graded = True
         elif kind == "problem":
             result.problems.append(short(event["text"], 300))
@@ -240,6 +242,17 @@ def _read_events(result: Result, stdout: bytes, stderr: bytes, returncode: int |
             check.reason = "not graded" if result.problems and (
                 "not a readable" in result.problems[0] or "cannot be graded" in result.problems[0]) \
                 else "not reached"
+
+
+def _measurements(value) -> dict[str, float]:
+    """A check event's measurements, kept only where they are what a worker sends."""
+    import math
+
+    if not isinstance(value, dict):
+        return {}
+    return {name: float(number) for name, number in list(value.items())[:32]
+            if isinstance(name, str) and name.isidentifier() and len(name) <= 40
+            and isinstance(number, (int, float)) and math.isfinite(number)}
 
 
 def _deduplicate(results: list[Result]) -> list[Result]:
@@ -328,11 +341,43 @@ def _size(text: str) -> int:
     return int(float(text[:-1]) * units[text[-1]]) if text[-1:] in units else int(text)
 
 
+def leaderboard_main(argv: list[str]) -> int:
+    """``python -m utils.grading leaderboard GRADEBOOK --lab LAB --measure NAME``."""
+    from utils.grading.gradebook import leaderboard, leaderboard_table
+
+    parser = argparse.ArgumentParser(
+        prog="python -m utils.grading leaderboard",
+        description="Rank a graded class by a measurement its checks recorded (latest row per "
+                    "student; equal values share a rank; rows without it come last).")
+    parser.add_argument("gradebook", type=Path, help="the gradebook CSV the grader wrote")
+    parser.add_argument("--lab", required=True, help="the lab's name, e.g. "
+                        "03_face_attack_competition_lab")
+    parser.add_argument("--measure", required=True, help="the measurement, e.g. hidden_score")
+    parser.add_argument("--higher-is-better", action="store_true",
+                        help="rank the highest value first (default: the lowest)")
+    args = parser.parse_args(argv)
+    if not args.gradebook.is_file():
+        parser.error(f"no gradebook at {args.gradebook}")
+    try:
+        board = leaderboard(args.gradebook, args.lab, args.measure,
+                            higher_is_better=args.higher_is_better)
+    except ValueError as error:
+        parser.error(str(error))
+    print(f"{args.lab}: ranked by {args.measure} "
+          f"({'higher' if args.higher_is_better else 'lower'} is better)")
+    print(leaderboard_table(board, args.measure))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["leaderboard"]:
+        return leaderboard_main(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m utils.grading",
                                      description="Grade lab notebooks into a gradebook.")
     parser.add_argument("submissions", nargs="+", type=Path,
-                        help="lab notebooks, or folders of them (student/lab.ipynb)")
+                        help="lab notebooks, or folders of them (student/lab.ipynb); "
+                             "'leaderboard GRADEBOOK --lab LAB --measure NAME' ranks a class")
     parser.add_argument("--gradebook", type=Path, default=Path("gradebook.csv"),
                         help="CSV to write (default: gradebook.csv; earlier rows are kept)")
     parser.add_argument("--feedback", type=Path, default=None, metavar="DIR",

@@ -1,7 +1,8 @@
 """Feedback for students: one readable Markdown file per graded submission (``--feedback DIR``).
 
-Each file lists the lab's checks with points and the reason a check failed, the problems found
-with the submission as a whole, and for checks with hidden tests their name and what they test --
+Each file lists the lab's checks with points and the reason a check failed, what the checks
+measured (:func:`utils.grading.record`: a hidden score, say), the problems found with the
+submission as a whole, and for checks with hidden tests their name and what they test --
 the messages of their assertions, never their code -- so that an instructor can hand the files
 back as they are (``DIR/<student>/<lab>.md``).
 """
@@ -63,6 +64,13 @@ def render(result: Result, hidden: dict[str, list[str]]) -> str:
     for check in result.checks:
         reason = (check.reason or "passed").replace("|", "\\|").replace("\n", " ")
         lines.append(f"| {check.grade_id} | {check.points:g} / {check.max_points:g} | {reason} |")
+    measured = [check for check in result.checks if check.measurements]
+    if measured:
+        lines += ["", "## Measurements (recorded by the checks)", "",
+                  "| check | measurement | value |", "|---|---|---|"]
+        for check in measured:
+            lines += [f"| {check.grade_id} | {name} | {value:.4f} |"
+                      for name, value in check.measurements.items()]
     described = [(c.grade_id, hidden[c.grade_id]) for c in result.checks if hidden.get(c.grade_id)]
     if described:
         lines += ["", "## Hidden tests (what they test; their code stays with the instructor)", ""]

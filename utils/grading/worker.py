@@ -540,6 +540,7 @@ class Checks:
         self.position = 0
         self.values: list[str] = []
         self.sink = _Sink()
+        self.measurements: dict[str, float] = {}   # the running check's (api.record)
 
     def _exec(self, source: str, label: str) -> None:
         filename = f"<{self.lab.name}: {label}>"
@@ -577,6 +578,7 @@ class Checks:
         cells = self.lab.notebook.cells
         index = next(i for i, c in enumerate(cells) if grading_info(c).get("grade_id") == grade_id)
         timeout = self.session.config["cell_timeout"]
+        self.measurements = {}
         try:
             self.advance_to(index)
             self.session.begin_step(timeout)
@@ -587,7 +589,11 @@ class Checks:
                     raise
                 except Exception:
                     self.namespace.pop(name, None)
-            self._exec(cells[index].source, grade_id)
+            api._recorder = self._record
+            try:
+                self._exec(cells[index].source, grade_id)
+            finally:
+                api._recorder = None
             return True, ""
         except CellTimeout:
             how = self.session.recover()
@@ -619,6 +625,12 @@ class Checks:
             return False, str(error)
         except BaseException as error:  # noqa: BLE001 - any failure of the check is its reason
             return False, f"{type(error).__name__}: {wire._message(error)}".rstrip(": ")
+
+
+    def _record(self, name: str, value: float) -> None:
+        """:func:`utils.grading.api.record` while a check runs here: the check's measurements."""
+        if name in self.measurements or len(self.measurements) < api.MAX_MEASUREMENTS:
+            self.measurements[name] = value
 
 
 def _transform(source: str) -> str:
@@ -701,7 +713,8 @@ def grade(config: dict, report: Reporter) -> None:
                 passed, reason = checks.run(step[1])
                 timing["checks"] += time.monotonic() - began
                 report(event="check", grade_id=step[1], passed=passed, reason=short(reason, 300),
-                       seconds=round(time.monotonic() - began, 2))
+                       seconds=round(time.monotonic() - began, 2),
+                       measurements=dict(checks.measurements))
             for notice in session.notices[reported:]:
                 report(event="problem", text=notice)
             reported = len(session.notices)
