@@ -304,3 +304,7 @@ def test_run_in_order_is_repeatable_and_source_only_leaves_the_domain_head():
     assert any(not torch.equal(states[0][k], init[k]) for k in init if k.startswith("domain"))
     with pytest.raises(ValueError):
         run_in_order(models.tiny_dann_net(), xs, ys, xt[:4], batch_size=4, lr=0.05)
+    net = models.tiny_dann_net()
+    net.load_state_dict(init)
+    adam = run_in_order(net, xs, ys, xt, batch_size=4, lr=0.05, optimiser="adam")
+    assert any(not torch.allclose(adam[k], states[0][k]) for k in adam if "weight" in k)

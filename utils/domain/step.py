@@ -99,13 +99,13 @@ def make_dann_step(model, optimiser, *, lambda_schedule: Callable[[float], float
 
 
 def run_in_order(model, source_x: torch.Tensor, source_y: torch.Tensor, target_x: torch.Tensor, *,
-                 batch_size: int, lr: float, momentum: float = 0.9, adapt: bool = True,
-                 domain_weights=(0.5, 0.5)) -> dict[str, torch.Tensor]:
+                 batch_size: int, lr: float, optimiser: str = "sgd", momentum: float = 0.9,
+                 adapt: bool = True, domain_weights=(0.5, 0.5)) -> dict[str, torch.Tensor]:
     """A short run with the paper's schedules on batches taken *in order*; the trained state.
 
     Step ``k`` (of ``steps = len(source_x) // batch_size``) uses rows ``k*B .. (k+1)*B`` of the
     source and of the target, progress ``p = k / steps``, ``lambda_p`` (:func:`dann_lambda`) and
-    SGD (``momentum``) at ``lr * dann_lr_factor(p)``.  ``adapt=False`` is the source-only run of
+    ``optimiser`` (``"sgd"`` with ``momentum``, or ``"adam"``) at ``lr * dann_lr_factor(p)``.  ``adapt=False`` is the source-only run of
     the same length and budget: the same batches through the same network in train mode, the
     label loss alone.  ``model`` is trained in place and left in eval mode.
     """
@@ -115,7 +115,9 @@ def run_in_order(model, source_x: torch.Tensor, source_y: torch.Tensor, target_x
     if steps < 1 or len(target_x) < steps * batch_size or len(source_y) != len(source_x):
         raise ValueError("need at least one batch of source images, one label per source image "
                          "and as many target images as source images used")
-    optimiser = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
+    from utils.training import make_optimiser
+
+    optimiser = make_optimiser(model.parameters(), optimiser, lr=lr, momentum=momentum)
     for k in range(steps):
         p = k / steps
         for group in optimiser.param_groups:
