@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from utils.domain import data, models
-from utils.domain.grl import GradReverse, GradientReversal, grad_reverse
+from utils.domain.grl import GradReverse, GradientReversal, grad_reverse, scale_gradient
 from utils.domain.schedules import dann_lambda, dann_lr_factor
-from utils.domain.step import dann_loss, dann_step, make_dann_step
+from utils.domain.step import dann_loss, dann_step, make_dann_step, run_in_order
 from utils.training import fit
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -26,6 +26,29 @@ def _batch(n=6, m=5, generator_seed=0, device="cpu"):
 
 
 # --- gradient reversal ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("a, b", [(1.0, -0.5), (2.0, 3.0), (0.5, 0.0)])
+def test_scale_gradient_scales_forward_and_backward_apart(a, b):
+    x = torch.randn(3, 4, requires_grad=True)
+    upstream = torch.randn(3, 4)
+    y = scale_gradient(x, a, b)
+    (grad,) = torch.autograd.grad(y, x, upstream)
+    assert torch.allclose(y, a * x) and torch.allclose(grad, b * upstream)
+    lam = torch.tensor(0.7, requires_grad=True)              # a scheduled lambda as a tensor
+    (grad,) = torch.autograd.grad(scale_gradient(x, 1.0, -lam), x, upstream)
+    assert torch.allclose(grad, -0.7 * upstream)
+    assert lam.grad is None
+
+
+def test_scale_gradient_passes_gradcheck_exactly_when_both_scales_agree():
+    x = torch.randn(3, 4, dtype=torch.double, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda t: scale_gradient(t, 1.5, 1.5), (x,))
+    assert not torch.autograd.gradcheck(lambda t: scale_gradient(t, 1.0, -1.5), (x,),
+                                        raise_exception=False)
+    with pytest.raises(ValueError):
+        scale_gradient(x, "1", 1.0)
+
 
 
 @pytest.mark.parametrize("lambda_", [0.0, 0.3, 1.0, 2.5])
@@ -247,3 +270,41 @@ def test_zoo_lists_the_lecture_04_entries_without_importing_the_topic():
             "print(names); assert 'utils.domain' not in sys.modules")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "domain_dann" in out.stdout and "domain_oracle" in out.stdout
+
+
+def test_domain_weights_count_each_domain_apart():
+    model = models.tiny_dann_net()
+    xs, ys, xt = _batch(n=6, m=6)
+    plain, _ = dann_loss(model, (xs, ys, xt), 1.0)
+    balanced, _ = dann_loss(model, (xs, ys, xt), 1.0, domain_weights=(0.5, 0.5))
+    assert torch.allclose(plain, balanced)          # equal counts: the same loss
+    xs, ys, xt = _batch(n=2, m=10)
+    _, m_plain = dann_loss(model, (xs, ys, xt), 1.0)
+    _, m_w = dann_loss(model, (xs, ys, xt), 1.0, domain_weights=(0.3, 0.7))
+    model.train()
+    logits = model.domain(model.features(torch.cat([xs, xt]))).squeeze(1)
+    d = torch.cat([torch.zeros(2), torch.ones(10)])
+    each = torch.nn.functional.binary_cross_entropy_with_logits(logits, d, reduction="none")
+    assert torch.allclose(m_w["domain_loss"], 0.3 * each[:2].mean() + 0.7 * each[2:].mean())
+    assert torch.allclose(m_plain["domain_loss"], each.mean())
+
+
+def test_run_in_order_is_repeatable_and_source_only_leaves_the_domain_head():
+    torch.manual_seed(0)
+    init = models.tiny_dann_net().state_dict()
+    xs, ys, xt = _batch(n=12, m=12)
+    states = []
+    for adapt in (True, True, False):
+        net = models.tiny_dann_net()
+        net.load_state_dict(init)
+        states.append(run_in_order(net, xs, ys, xt, batch_size=4, lr=0.05, adapt=adapt))
+        assert not net.training
+    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
+    assert all(torch.equal(states[2][k], init[k]) for k in init if k.startswith("domain"))
+    assert any(not torch.equal(states[0][k], init[k]) for k in init if k.startswith("domain"))
+    with pytest.raises(ValueError):
+        run_in_order(models.tiny_dann_net(), xs, ys, xt[:4], batch_size=4, lr=0.05)
+    net = models.tiny_dann_net()
+    net.load_state_dict(init)
+    adam = run_in_order(net, xs, ys, xt, batch_size=4, lr=0.05, optimiser="adam")
+    assert any(not torch.allclose(adam[k], states[0][k]) for k in adam if "weight" in k)

@@ -150,15 +150,16 @@ def leaky(lab, cell: str):
 
 
 def patched_gradcheck_lab04(identity: bool = False):
-    """Lab 04 with torch's gradcheck and autograd patched to lie; grad_reverse unwritten, or (with
-    ``identity``) the plain identity, whose gradient the patched autograd reverses for lambda 0.7."""
+    """Lab 04 with torch's gradcheck and autograd patched to lie; GradScale unwritten, or (with
+    ``identity``) passing the gradient back unscaled, which the patched autograd reverses for 0.7."""
     lab = nbformat.read(ROOT / "labs" / "04_domain_adaptation_lab.ipynb", as_version=4)
     if identity:
-        answer = next(c for c in lab.cells if labs.is_answer(c) and "GradReverse" in c.source)
-        answer.source = ("class GradReverse(torch.autograd.Function):\n    @staticmethod\n"
-                         "    def forward(ctx, x, lambda_):\n        return x.view_as(x)\n\n"
-                         "    @staticmethod\n    def backward(ctx, g):\n        return g, None\n\n\n"
-                         "def grad_reverse(x, lambda_=1.0):\n    return GradReverse.apply(x, lambda_)")
+        answer = next(c for c in lab.cells if labs.is_answer(c) and "GradScale" in c.source)
+        answer.source = ("class GradScale(torch.autograd.Function):\n    @staticmethod\n"
+                         "    def forward(ctx, x, a, b):\n        return x * a\n\n"
+                         "    @staticmethod\n    def backward(ctx, g):\n        return g, None, None"
+                         "\n\n\ndef grad_reverse(x, lambda_=1.0):\n"
+                         "    return GradScale.apply(x, 1.0, -lambda_)")
     patch = ("import torch, itertools\n_answers = itertools.cycle([False, True])\n"
              "torch.autograd.gradcheck = lambda *a, **k: next(_answers)\n"
              "torch.autograd.grad = lambda y, x, g, **k: (-0.7 * g,)\n")
@@ -292,8 +293,10 @@ ALTERNATIVES = {   # lab -> what a student might call instead of writing the met
         "torchattacks:MIFGSM", "captum.robust:PGD"],
     "04_domain_adaptation_lab": [
         "utils.domain.grl:grad_reverse", "utils.domain.grl:GradReverse.forward",
-        "utils.domain.grl:GradientReversal", "utils.domain.step:dann_loss",
-        "utils.domain.step:dann_step"],
+        "utils.domain.grl:GradientReversal", "utils.domain.grl:scale_gradient",
+        "utils.domain.grl:GradScale.forward", "utils.domain.step:dann_loss",
+        "utils.domain.step:dann_step", "utils.domain.step:run_in_order",
+        "utils.domain.schedules:dann_lambda", "utils.domain.schedules:dann_lr_factor"],
     "05_gans_lab": [
         "utils.gans.losses:discriminator_loss", "utils.gans.losses:generator_loss",
         "utils.gans.steps:d_step", "utils.gans.steps:g_step"],

@@ -8,9 +8,10 @@
 - :mod:`utils.domain.recipes`   -- zoo recipes: source-only, DANN, oracle
 """
 
-from utils.domain.grl import GradReverse, GradientReversal, grad_reverse
+from utils.domain.grl import GradReverse, GradientReversal, GradScale, grad_reverse, scale_gradient
 from utils.domain.schedules import dann_lambda, dann_lr_factor
-from utils.domain.step import dann_loss, dann_step, make_dann_step
+from utils.domain.step import dann_loss, dann_step, make_dann_step, run_in_order
 
-__all__ = ["GradReverse", "GradientReversal", "grad_reverse", "dann_lambda", "dann_lr_factor",
-           "dann_loss", "dann_step", "make_dann_step"]
+__all__ = ["GradReverse", "GradientReversal", "GradScale", "grad_reverse", "scale_gradient",
+           "dann_lambda", "dann_lr_factor", "dann_loss", "dann_step", "make_dann_step",
+           "run_in_order"]

@@ -44,6 +44,40 @@ class GradReverse(torch.autograd.Function):
         return -ctx.lambda_ * grad_output, None
 
 
+class GradScale(torch.autograd.Function):
+    """``y = a x`` forward; ``dL/dx = b * dL/dy`` backward, with ``a`` and ``b`` set apart.
+
+    The reversal layer is ``a = 1, b = -lambda``; ``a = b`` is an ordinary scaling whose
+    backward is the true derivative (so ``torch.autograd.gradcheck`` passes exactly then).
+    No gradient reaches ``a`` or ``b``, even when they are tensors (a scheduled lambda).
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, forward_scale, backward_scale) -> torch.Tensor:
+        ctx.backward_scale = backward_scale
+        return x * forward_scale
+
+    @staticmethod
+    def backward(ctx, grad_output: torch.Tensor):
+        return grad_output * ctx.backward_scale, None, None
+
+
+def scale_gradient(x: torch.Tensor, forward_scale=1.0, backward_scale=-1.0) -> torch.Tensor:
+    """``forward_scale * x`` forward, ``backward_scale`` times the gradient backward (floats or
+    0-d tensors; ``scale_gradient(x, 1, -lambda_)`` is :func:`grad_reverse`)."""
+    if not torch.is_tensor(x) or not x.is_floating_point():
+        raise ValueError(f"x must be a floating-point tensor, got "
+                         f"{type(x).__name__ if not torch.is_tensor(x) else x.dtype}")
+    for name, scale in (("forward_scale", forward_scale), ("backward_scale", backward_scale)):
+        if torch.is_tensor(scale):
+            if scale.ndim != 0 or not scale.is_floating_point():
+                raise ValueError(f"{name} must be a float or a 0-d floating tensor")
+        elif isinstance(scale, bool) or not isinstance(scale, numbers.Real) \
+                or not math.isfinite(scale):
+            raise ValueError(f"{name} must be a finite real number, got {scale!r}")
+    return GradScale.apply(x, forward_scale, backward_scale)
+
+
 def grad_reverse(x: torch.Tensor, lambda_=1.0) -> torch.Tensor:
     """``x`` unchanged, but gradients flowing back through it are multiplied by ``-lambda_``."""
     if not torch.is_tensor(x) or not x.is_floating_point():

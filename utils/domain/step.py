@@ -41,10 +41,14 @@ def check_batch(batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     return xs, ys, xt
 
 
-def dann_loss(model, batch, lambda_) -> tuple[torch.Tensor, dict]:
+def dann_loss(model, batch, lambda_, *, domain_weights=None) -> tuple[torch.Tensor, dict]:
     """The DANN objective on one batch (label loss + domain loss through the GRL) and metrics.
 
     ``model`` has ``features``, ``classifier`` and ``domain`` (a :class:`~utils.domain.models.DANNNet`).
+    The domain loss is the mean over all ``n + m`` images (each domain counts by its number of
+    images), or, with ``domain_weights=(w_s, w_t)``, ``w_s`` times the mean over the source
+    images plus ``w_t`` times the mean over the target images (``(0.5, 0.5)``: each domain
+    counts the same, whatever ``n : m``).
     """
     xs, ys, xt = check_batch(batch)
     check_lambda(lambda_)
@@ -54,7 +58,12 @@ def dann_loss(model, batch, lambda_) -> tuple[torch.Tensor, dict]:
     is_target = torch.cat([torch.zeros(len(xs), device=xs.device),
                            torch.ones(len(xt), device=xs.device)])
     label_loss = F.cross_entropy(class_logits, ys)
-    domain_loss = F.binary_cross_entropy_with_logits(domain_logits, is_target)
+    if domain_weights is None:
+        domain_loss = F.binary_cross_entropy_with_logits(domain_logits, is_target)
+    else:
+        w_source, w_target = domain_weights
+        per_image = F.binary_cross_entropy_with_logits(domain_logits, is_target, reduction="none")
+        domain_loss = w_source * per_image[:len(xs)].mean() + w_target * per_image[len(xs):].mean()
     metrics = {
         "label_loss": label_loss.detach(),
         "domain_loss": domain_loss.detach(),
@@ -65,10 +74,10 @@ def dann_loss(model, batch, lambda_) -> tuple[torch.Tensor, dict]:
     return label_loss + domain_loss, metrics
 
 
-def dann_step(model, optimiser, batch, lambda_) -> dict:
+def dann_step(model, optimiser, batch, lambda_, *, domain_weights=None) -> dict:
     """One training step on ``batch = (source_x, source_y, target_x)``; returns its metrics."""
     model.train()
-    loss, metrics = dann_loss(model, batch, lambda_)
+    loss, metrics = dann_loss(model, batch, lambda_, domain_weights=domain_weights)
     optimiser.zero_grad(set_to_none=True)
     loss.backward()
     optimiser.step()
@@ -87,3 +96,41 @@ def make_dann_step(model, optimiser, *, lambda_schedule: Callable[[float], float
         return metrics
 
     return step
+
+
+def run_in_order(model, source_x: torch.Tensor, source_y: torch.Tensor, target_x: torch.Tensor, *,
+                 batch_size: int, lr: float, optimiser: str = "sgd", momentum: float = 0.9,
+                 adapt: bool = True, domain_weights=(0.5, 0.5)) -> dict[str, torch.Tensor]:
+    """A short run with the paper's schedules on batches taken *in order*; the trained state.
+
+    Step ``k`` (of ``steps = len(source_x) // batch_size``) uses rows ``k*B .. (k+1)*B`` of the
+    source and of the target, progress ``p = k / steps``, ``lambda_p`` (:func:`dann_lambda`) and
+    ``optimiser`` (``"sgd"`` with ``momentum``, or ``"adam"``) at ``lr * dann_lr_factor(p)``.  ``adapt=False`` is the source-only run of
+    the same length and budget: the same batches through the same network in train mode, the
+    label loss alone.  ``model`` is trained in place and left in eval mode.
+    """
+    from utils.domain.schedules import dann_lr_factor
+
+    steps = len(source_x) // batch_size
+    if steps < 1 or len(target_x) < steps * batch_size or len(source_y) != len(source_x):
+        raise ValueError("need at least one batch of source images, one label per source image "
+                         "and as many target images as source images used")
+    from utils.training import make_optimiser
+
+    optimiser = make_optimiser(model.parameters(), optimiser, lr=lr, momentum=momentum)
+    for k in range(steps):
+        p = k / steps
+        for group in optimiser.param_groups:
+            group["lr"] = lr * dann_lr_factor(p)
+        rows = slice(k * batch_size, (k + 1) * batch_size)
+        if adapt:
+            dann_step(model, optimiser, (source_x[rows], source_y[rows], target_x[rows]),
+                      dann_lambda(p), domain_weights=domain_weights)
+        else:
+            model.train()
+            loss = F.cross_entropy(model(source_x[rows]), source_y[rows])
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+    model.eval()
+    return {name: t.detach().clone() for name, t in model.state_dict().items()}
