@@ -243,6 +243,22 @@ def test_distill_student_rejects_an_unknown_loss():
         recipes.distill_student(tiny_network(), torch.device("cpu"), loss="l1")
 
 
+def test_distill_step_is_one_optimiser_step_on_the_recipe_loss():
+    images, descriptors = torch.rand(4, 1, 64, 64), torch.randn(4, faces.DIM)
+    net, twin = tiny_network(), tiny_network()
+    assert torch.equal(faces.distillation_loss(net, (images, descriptors), loss="l2"),
+                       (net(images) - descriptors).norm(dim=1).mean())
+    with pytest.raises(ValueError, match="loss"):
+        faces.distillation_loss(net, (images, descriptors), loss="l1")
+    sgd = torch.optim.SGD(twin.parameters(), lr=0.1)
+    loss = faces.distill_step(net, torch.optim.SGD(net.parameters(), lr=0.1), images, descriptors)
+    expected = ((twin(images) - descriptors) ** 2).mean()
+    expected.backward()
+    sgd.step()
+    assert torch.equal(loss, expected.detach())
+    assert all(torch.equal(a, b) for a, b in zip(net.parameters(), twin.parameters()))
+
+
 def test_a_plan_is_its_keywords_and_tricks_compose(box):
     net = tiny_network()
     sources, targets = faces.pair_sets(1, 2)[0].images()

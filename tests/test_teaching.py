@@ -34,6 +34,10 @@ TAUGHT = {   # lecture -> {teaching function: library call it is asserted equal 
     "03_face_attack_competition": {
         "fgvm_step": "attacks.value_step",
         "keep_if_better": "faces.attack_stats",
+        "distill_step_teaching": "faces.distill_step",
+        "project_ssim_teaching": "faces.project_ssim",
+        "de_polish_teaching": "faces.de_polish_stats",
+        "cw_teaching": "faces.cw_attack",
     },
     "04_domain_adaptation": {
         "GradReverse": "domain.grad_reverse",

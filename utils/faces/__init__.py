@@ -31,8 +31,9 @@ from utils.faces.ladder import (BASELINE, BEST, DE_POLISH, FGVM, AttackResult, G
                                 best_attack, cw_attack, de_polish, de_polish_stats,
                                 gradient_pipeline, ladder_rungs, paired_differences,
                                 polished_pipeline, run_ladder)
-from utils.faces.recipes import (DISTILL_COPIES, descriptor_quality, distill_student,
-                                 distillation_set, load_students, student_mse, train_blackbox)
+from utils.faces.recipes import (DISTILL_COPIES, descriptor_quality, distill_step,
+                                 distill_student, distillation_loss, distillation_set,
+                                 load_students, student_mse, train_blackbox)
 from utils.faces.rule import guard, is_valid, project_ssim, ssim_fast, ssim_uint8, to_uint8
 from utils.faces.scoring import (SUBMISSION_FILE, SubmissionError, baseline_score, leaderboard,
                                  main, pair_distances, read_submission, score_images,

@@ -4,6 +4,7 @@ measuring how good they are.  Both recipes run the kit's one loop, :func:`utils.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Sequence
 
 import torch
@@ -12,7 +13,7 @@ from torch import nn
 
 from utils.faces.blackbox import BlackBox, query_tensor
 from utils.faces.game import STUDENTS, TRAIN_PEOPLE, UNSEEN_PEOPLE, augment, faces_of
-from utils.training import Batches, train
+from utils.training import Batches, optimiser_step, train
 
 DISTILL_COPIES = 8      # augmented copies of each training face the students are distilled on
 
@@ -67,6 +68,28 @@ def distillation_set(blackbox: BlackBox, *, copies: int = DISTILL_COPIES, seed: 
     return x, query_tensor(blackbox, x)
 
 
+def distillation_loss(student: nn.Module, batch, p: float = 0.0, *,
+                      loss: str = "mse") -> torch.Tensor:
+    """The students' loss on a batch ``(images, descriptors)`` of the black box's answers:
+    ``"mse"``, the squared error per coordinate (the write-up's choice), or ``"l2"``, the mean
+    Euclidean distance per descriptor.  ``p`` (the training progress) is unused."""
+    if loss not in ("mse", "l2"):
+        raise ValueError(f"loss must be 'mse' or 'l2', got {loss!r}")
+    images, descriptors = batch
+    if loss == "l2":
+        return (student(images) - descriptors).norm(dim=1).mean()
+    return F.mse_loss(student(images), descriptors)
+
+
+def distill_step(student: nn.Module, optimiser: torch.optim.Optimizer, images: torch.Tensor,
+                 descriptors: torch.Tensor, *, loss: str = "mse") -> torch.Tensor:
+    """One step of :func:`distill_student` on one batch: :func:`distillation_loss` in train
+    mode, backward, ``optimiser.step()`` (:func:`utils.training.optimiser_step`, the step the
+    recipe's loop runs, without its schedule).  Returns the loss, detached."""
+    step = optimiser_step(student, partial(distillation_loss, loss=loss), optimiser)
+    return step((images, descriptors), 0.0)["loss"]
+
+
 def distill_student(model: nn.Module, device: torch.device, *, epochs: int = 8,
                     batch_size: int = 64, lr: float = 3e-3, copies: int = DISTILL_COPIES,
                     loss: str = "mse", seed: int = 0) -> nn.Module:
@@ -79,13 +102,8 @@ def distill_student(model: nn.Module, device: torch.device, *, epochs: int = 8,
     blackbox = BlackBox(device)
     x, y = distillation_set(blackbox, copies=copies, seed=seed, device=device)
 
-    def loss_fn(net, batch, p):
-        images, descriptors = batch
-        if loss == "l2":
-            return (net(images) - descriptors).norm(dim=1).mean()
-        return F.mse_loss(net(images), descriptors)
-
-    train(model, loss_fn, Batches(x, y, batch_size=batch_size, seed=seed), epochs=epochs, lr=lr,
+    train(model, partial(distillation_loss, loss=loss),
+          Batches(x, y, batch_size=batch_size, seed=seed), epochs=epochs, lr=lr,
           optimiser="adamw", weight_decay=1e-4, seed=seed, device=device,
           description="distilling student")
     print(f"  {blackbox.queries} black-box queries; held-out MSE "
