@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from utils.attacks import differential_evolution, ensemble_members, frozen, optimise_input
-from utils.faces import tricks
+import utils.faces.tricks as tricks
 from utils.faces.blackbox import BlackBox, check_images, query_tensor
 from utils.faces.game import SIZE, PairSet
 from utils.faces.recipes import load_students

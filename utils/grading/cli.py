@@ -329,7 +329,7 @@ def grade(paths: list[Path], *, solutions_dir: Path | None = None,
         batch.zygote.close()
     results = _deduplicate([done[k] for k in sorted(done)])
     if feedback is not None:
-        from utils.grading import feedback as handback
+        import utils.grading.feedback as handback
 
         handback.write(Path(feedback), results, solution_notebooks(solutions))
     return results
