@@ -346,16 +346,23 @@ print(json.dumps(out))
 '''
 
 
-@pytest.mark.parametrize("lab", sorted(ALTERNATIVES))
-def test_every_installed_alternative_raises_permission_error(lab):
+def call_under_rules(lab: str, names: list[str]) -> dict:
+    """``name -> outcome`` of calling each ``package.module:Name`` under ``lab``'s rules, in a
+    fresh process that applies them as the kernel does."""
     settings = labs.grading_settings(nbformat.read(ROOT / "solutions" / f"{lab}.ipynb",
                                                    as_version=4))
     run = subprocess.run([sys.executable, "-c", PROBE_RULES, json.dumps(settings["forbid"]),
-                          json.dumps(ALTERNATIVES[lab])], capture_output=True, text=True,
-                         cwd=ROOT, timeout=600)
+                          json.dumps(names)], capture_output=True, text=True, cwd=ROOT,
+                         timeout=600)
     assert run.returncode == 0, run.stderr[-2000:]
     outcome = json.loads(run.stdout.strip().splitlines()[-1])
     print(json.dumps(outcome, indent=1))
+    return outcome
+
+
+@pytest.mark.parametrize("lab", sorted(ALTERNATIVES))
+def test_every_installed_alternative_raises_permission_error(lab):
+    outcome = call_under_rules(lab, ALTERNATIVES[lab])
     for name, what in outcome.items():
         assert what in ("PermissionError", "not installed"), f"{lab}: {name} -> {what}"
 
@@ -371,13 +378,7 @@ ALLOWED = {   # lab -> what its text lists as allowed: these must still run unde
 
 @pytest.mark.parametrize("lab", sorted(ALLOWED))
 def test_what_a_lab_allows_still_runs_under_its_rules(lab):
-    settings = labs.grading_settings(nbformat.read(ROOT / "solutions" / f"{lab}.ipynb",
-                                                   as_version=4))
-    run = subprocess.run([sys.executable, "-c", PROBE_RULES, json.dumps(settings["forbid"]),
-                          json.dumps(ALLOWED[lab])], capture_output=True, text=True,
-                         cwd=ROOT, timeout=600)
-    assert run.returncode == 0, run.stderr[-2000:]
-    outcome = json.loads(run.stdout.strip().splitlines()[-1])
+    outcome = call_under_rules(lab, ALLOWED[lab])
     for name, what in outcome.items():   # called without arguments: a TypeError means it ran
         assert what != "PermissionError", f"{lab}: {name} is allowed but raised PermissionError"
 
