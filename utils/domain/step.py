@@ -105,8 +105,8 @@ def run_in_order(model, source_x: torch.Tensor, source_y: torch.Tensor, target_x
 
     Step ``k`` (of ``steps = len(source_x) // batch_size``) uses rows ``k*B .. (k+1)*B`` of the
     source and of the target, progress ``p = k / steps``, ``lambda_p`` (:func:`dann_lambda`) and
-    ``optimiser`` (``"sgd"`` with ``momentum``, or ``"adam"``) at ``lr * dann_lr_factor(p)``.  ``adapt=False`` is the source-only run of
-    the same length and budget: the same batches through the same network in train mode, the
+    ``optimiser`` (``"sgd"`` with ``momentum``, or ``"adam"``) at ``lr * dann_lr_factor(p)``.
+    ``adapt=False`` is the source-only run of the same length and budget: the same batches through the same network in train mode, the
     label loss alone.  ``model`` is trained in place and left in eval mode.
     """
     from utils.domain.schedules import dann_lr_factor
@@ -115,9 +115,10 @@ def run_in_order(model, source_x: torch.Tensor, source_y: torch.Tensor, target_x
     if steps < 1 or len(target_x) < steps * batch_size or len(source_y) != len(source_x):
         raise ValueError("need at least one batch of source images, one label per source image "
                          "and as many target images as source images used")
-    from utils.training import make_optimiser
+    from utils.training import cross_entropy_loss, make_optimiser, optimiser_step
 
     optimiser = make_optimiser(model.parameters(), optimiser, lr=lr, momentum=momentum)
+    source_only_step = optimiser_step(model, cross_entropy_loss, optimiser)
     for k in range(steps):
         p = k / steps
         for group in optimiser.param_groups:
@@ -127,10 +128,6 @@ def run_in_order(model, source_x: torch.Tensor, source_y: torch.Tensor, target_x
             dann_step(model, optimiser, (source_x[rows], source_y[rows], target_x[rows]),
                       dann_lambda(p), domain_weights=domain_weights)
         else:
-            model.train()
-            loss = F.cross_entropy(model(source_x[rows]), source_y[rows])
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            optimiser.step()
+            source_only_step((source_x[rows], source_y[rows]), p)
     model.eval()
     return {name: t.detach().clone() for name, t in model.state_dict().items()}
