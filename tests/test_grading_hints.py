@@ -71,6 +71,328 @@ HINTS = {   # lab -> answer -> [(the answer's code, words its check must say)]
     return flat // C.shape[1], flat % C.shape[1]""", "return two Python ints"),
         ],
     },
+    "04_domain_adaptation_lab": {
+        "grad_scale": [
+            ("""class GradScale(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, forward_scale, backward_scale):
+        ctx.backward_scale = backward_scale
+        return x * forward_scale
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        return grad_output * ctx.backward_scale
+
+
+def grad_reverse(x, lambda_=1.0):
+    return GradScale.apply(x, 1.0, -lambda_)""", "one entry per input of forward"),
+            ("""class GradScale(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, forward_scale, backward_scale):
+        ctx.backward_scale = backward_scale
+        return x * forward_scale
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        return grad_output * ctx.backward_scale, None, None
+
+
+def grad_reverse(x, lambda_=1.0):
+    return GradScale.apply(x, 1.0, lambda_)""", "grad_reverse does not negate"),
+            ("""class GradScale(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, forward_scale, backward_scale):
+        ctx.backward_scale = backward_scale
+        return x * backward_scale
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        return grad_output * ctx.backward_scale, None, None
+
+
+def grad_reverse(x, lambda_=1.0):
+    return GradScale.apply(x, 1.0, -lambda_)""", "forward multiplied by backward_scale"),
+        ],
+        "dann_step": [
+            ("""def dann_step(model, source_x, source_y, target_x, *, lambda_, lr,
+              domain_weights=(0.5, 0.5)):
+    net = copy.deepcopy(model).train()
+    n = len(source_x)
+    z = net.features(torch.cat([source_x, target_x]))
+    label_loss = F.cross_entropy(net.classifier(z[:n]), source_y)
+    d = net.domain((1 + lambda_) * z.detach() - lambda_ * z).squeeze(1)   # a reversal, inline
+    w_s, w_t = domain_weights
+    domain_loss = (w_s * F.binary_cross_entropy_with_logits(d[:n], torch.ones(n))
+                   + w_t * F.binary_cross_entropy_with_logits(d[n:], torch.zeros(len(d) - n)))
+    optimiser = torch.optim.SGD(net.parameters(), lr=lr)
+    optimiser.zero_grad()
+    (label_loss + domain_loss).backward()
+    optimiser.step()
+    return {"label_loss": label_loss.detach(), "domain_loss": domain_loss.detach(),
+            "state": {k: v.detach() for k, v in net.state_dict().items()}}""",
+             "domain labels are swapped"),
+            ("""def dann_step(model, source_x, source_y, target_x, *, lambda_, lr,
+              domain_weights=(0.5, 0.5)):
+    net = copy.deepcopy(model).train()
+    n = len(source_x)
+    z = net.features(torch.cat([source_x, target_x]))
+    label_loss = F.cross_entropy(net.classifier(z[:n]), source_y)
+    d = net.domain((1 + lambda_) * z.detach() - lambda_ * z).squeeze(1)
+    is_target = torch.cat([torch.zeros(n), torch.ones(len(d) - n)])
+    domain_loss = F.binary_cross_entropy_with_logits(d, is_target)
+    optimiser = torch.optim.SGD(net.parameters(), lr=lr)
+    optimiser.zero_grad()
+    (label_loss + domain_loss).backward()
+    optimiser.step()
+    return {"label_loss": label_loss.detach(), "domain_loss": domain_loss.detach(),
+            "state": {k: v.detach() for k, v in net.state_dict().items()}}""",
+             "plain mean over all"),
+            ("""def dann_step(model, source_x, source_y, target_x, *, lambda_, lr,
+              domain_weights=(0.5, 0.5)):
+    net = copy.deepcopy(model).train()
+    n = len(source_x)
+    z = torch.cat([net.features(source_x), net.features(target_x)])
+    label_loss = F.cross_entropy(net.classifier(z[:n]), source_y)
+    d = net.domain((1 + lambda_) * z.detach() - lambda_ * z).squeeze(1)
+    w_s, w_t = domain_weights
+    domain_loss = (w_s * F.binary_cross_entropy_with_logits(d[:n], torch.zeros(n))
+                   + w_t * F.binary_cross_entropy_with_logits(d[n:], torch.ones(len(d) - n)))
+    optimiser = torch.optim.SGD(net.parameters(), lr=lr)
+    optimiser.zero_grad()
+    (label_loss + domain_loss).backward()
+    optimiser.step()
+    return {"label_loss": label_loss.detach(), "domain_loss": domain_loss.detach(),
+            "state": {k: v.detach() for k, v in net.state_dict().items()}}""",
+             "went through the features in two passes"),
+        ],
+        "schedules": [
+            ("""def lambda_schedule(p):
+    if not 0 <= p <= 1:
+        raise ValueError(p)
+    return 2 / (1 + math.exp(-p)) - 1
+
+
+def lr_schedule(p, mu0):
+    if not 0 <= p <= 1:
+        raise ValueError(p)
+    return mu0 / (1 + 10 * p) ** 0.75""", "your lambda_p fits gamma = 1"),
+            ("""def lambda_schedule(p):
+    if not 0 <= p <= 1:
+        raise ValueError(p)
+    return 2 / (1 + math.exp(-10 * p)) - 1
+
+
+def lr_schedule(p, mu0):
+    if not 0 <= p <= 1:
+        raise ValueError(p)
+    return mu0 / math.sqrt(1 + 10 * p)""", "fits beta = 0.5 with alpha = 10"),
+            ("""def lambda_schedule(p):
+    p = min(max(p, 0.0), 1.0)
+    return 2 / (1 + math.exp(-10 * p)) - 1
+
+
+def lr_schedule(p, mu0):
+    p = min(max(p, 0.0), 1.0)
+    return mu0 / (1 + 10 * p) ** 0.75""", "raise ValueError, do not clamp"),
+        ],
+        "train_dann": [
+            ("""def train_dann(init_state, source_x, source_y, target_x, *, batch_size, lr):
+    net = models.small_dann_net()
+    net.load_state_dict(init_state)
+    optimiser = torch.optim.Adam(net.parameters(), lr=lr)
+    steps, n = len(source_x) // batch_size, batch_size
+    for k in range(steps):
+        p = k / steps
+        lam = 2 / (1 + math.exp(-10 * p)) - 1
+        for group in optimiser.param_groups:
+            group["lr"] = lr / (1 + 10 * p) ** 0.75
+        rows = slice(k * n, (k + 1) * n)
+        z = net.train().features(torch.cat([source_x[rows], target_x[rows]]))
+        label_loss = F.cross_entropy(net.classifier(z[:n]), source_y[rows])
+        d = net.domain((1 + lam) * z.detach() - lam * z).squeeze(1)
+        domain_loss = (0.5 * F.binary_cross_entropy_with_logits(d[:n], torch.zeros(n))
+                       + 0.5 * F.binary_cross_entropy_with_logits(d[n:], torch.ones(n)))
+        (label_loss + domain_loss).backward()
+        optimiser.step()
+    return {k: v.detach().clone() for k, v in net.state_dict().items()}""",
+             "the gradients piled up over the steps"),
+            ("""def train_dann(init_state, source_x, source_y, target_x, *, batch_size, lr):
+    net = models.small_dann_net()
+    net.load_state_dict(init_state)
+    optimiser = torch.optim.Adam(net.parameters(), lr=lr)
+    steps, n = len(source_x) // batch_size, batch_size
+    for k in range(steps):
+        p = (k + 1) / steps
+        lam = 2 / (1 + math.exp(-10 * p)) - 1
+        for group in optimiser.param_groups:
+            group["lr"] = lr / (1 + 10 * p) ** 0.75
+        rows = slice(k * n, (k + 1) * n)
+        z = net.train().features(torch.cat([source_x[rows], target_x[rows]]))
+        label_loss = F.cross_entropy(net.classifier(z[:n]), source_y[rows])
+        d = net.domain((1 + lam) * z.detach() - lam * z).squeeze(1)
+        domain_loss = (0.5 * F.binary_cross_entropy_with_logits(d[:n], torch.zeros(n))
+                       + 0.5 * F.binary_cross_entropy_with_logits(d[n:], torch.ones(n)))
+        optimiser.zero_grad()
+        (label_loss + domain_loss).backward()
+        optimiser.step()
+    return {k: v.detach().clone() for k, v in net.state_dict().items()}""",
+             "progress is off by one step"),
+            ("""def train_dann(init_state, source_x, source_y, target_x, *, batch_size, lr):
+    net = models.small_dann_net()
+    net.load_state_dict(init_state)
+    optimiser = torch.optim.Adam(net.parameters(), lr=lr)
+    steps, n = len(source_x) // batch_size, batch_size
+    for k in range(steps):
+        p = k / steps
+        lam = 2 / (1 + math.exp(-10 * p)) - 1
+        rows = slice(k * n, (k + 1) * n)
+        z = net.train().features(torch.cat([source_x[rows], target_x[rows]]))
+        label_loss = F.cross_entropy(net.classifier(z[:n]), source_y[rows])
+        d = net.domain((1 + lam) * z.detach() - lam * z).squeeze(1)
+        domain_loss = (0.5 * F.binary_cross_entropy_with_logits(d[:n], torch.zeros(n))
+                       + 0.5 * F.binary_cross_entropy_with_logits(d[n:], torch.ones(n)))
+        optimiser.zero_grad()
+        (label_loss + domain_loss).backward()
+        optimiser.step()
+    return {k: v.detach().clone() for k, v in net.state_dict().items()}""",
+             "the learning rate stayed at mu_0"),
+        ],
+    },
+    "05_gans_lab": {
+        "discriminator_loss": [
+            ("""def discriminator_loss(real_scores, fake_scores):
+    return F.relu(1 - real_scores).mean() + F.relu(1 - fake_scores).mean()""",
+             "the sign of the fake scores is flipped"),
+            ("""def discriminator_loss(real_scores, fake_scores):
+    return F.relu(torch.cat([1 - real_scores.flatten(), 1 + fake_scores.flatten()])).mean()""",
+             "average each term over its own batch"),
+            ("""def discriminator_loss(real_scores, fake_scores):
+    return (1 - real_scores).mean() + (1 + fake_scores).mean()""",
+             "no max(0, ...)"),
+        ],
+        "generator_loss": [
+            ("""def generator_loss(fake_scores):
+    return fake_scores.mean()""", "G wants high scores"),
+            ("""def generator_loss(fake_scores):
+    return F.relu(1 - fake_scores).mean()""", "G's hinge loss has no margin"),
+            ("""def generator_loss(fake_scores):
+    return -fake_scores.sum()""", "a sum, not a mean"),
+        ],
+        "d_step": [   # each writes the hinge loss out: the submission's discriminator_loss is wrong
+            ("""def d_step(G, D, opt_D, real, z):
+    G.train(), D.train()
+    with torch.no_grad():
+        fake = G(z)
+    scores = D(torch.cat([real, fake]))
+    r, f = scores[:len(real)], scores[len(real):]
+    loss = F.relu(1 - r).mean() + F.relu(1 + f).mean()
+    inside = torch.cat([r < 1, f > -1]).float().mean()
+    opt_D.zero_grad()
+    loss.backward()
+    opt_D.step()
+    return {"loss": loss.detach(), "inside": inside.detach()}""", "one concatenated call"),
+            ("""def d_step(G, D, opt_D, real, z):
+    with torch.no_grad():
+        fake = G(z)
+    r, f = D(real), D(fake)
+    loss = F.relu(1 - r).mean() + F.relu(1 + f).mean()
+    inside = torch.cat([r < 1, f > -1]).float().mean()
+    opt_D.zero_grad()
+    loss.backward()
+    opt_D.step()
+    return {"loss": loss.detach(), "inside": inside.detach()}""",
+             "both networks stayed in eval mode"),
+            ("""def d_step(G, D, opt_D, real, z):
+    G.train(), D.train()
+    with torch.no_grad():
+        fake = G(z)
+    opt_D.zero_grad()
+    (F.relu(1 - D(real)).mean() + F.relu(1 + D(fake)).mean()).backward()
+    opt_D.step()
+    r, f = D(real), D(fake)
+    loss = F.relu(1 - r).mean() + F.relu(1 + f).mean()
+    inside = torch.cat([r < 1, f > -1]).float().mean()
+    return {"loss": loss.detach(), "inside": inside.detach()}""",
+             "this is the loss after opt_D.step()"),
+        ],
+        "g_step": [
+            ("""def g_step(G, D, opt_G, z):
+    G.train(), D.eval()                      # "freezing" D
+    loss = -D(G(z)).mean()
+    opt_G.zero_grad()
+    loss.backward(inputs=list(G.parameters()))
+    norm = torch.sqrt(sum(p.grad.pow(2).sum() for p in G.parameters()))
+    opt_G.step()
+    return {"loss": loss.detach(), "grad_norm": norm.detach()}""", "D is in eval mode"),
+            ("""def g_step(G, D, opt_G, z):
+    G.train(), D.train()
+    opt_G.zero_grad()
+    (-D(G(z)).mean()).backward(inputs=list(G.parameters()))
+    norm = torch.sqrt(sum(p.grad.pow(2).sum() for p in G.parameters()))
+    opt_G.step()
+    loss = -D(G(z)).mean()
+    return {"loss": loss.detach(), "grad_norm": norm.detach()}""",
+             "this is the loss after opt_G.step()"),
+            ("""def g_step(G, D, opt_G, z):
+    G.train(), D.train()
+    loss = -D(G(z)).mean()
+    opt_G.zero_grad()
+    loss.backward(inputs=list(G.parameters()))
+    norm = torch.sqrt(sum(p.grad.pow(2).sum() for p in G.parameters()))
+    opt_G.step()
+    G(z)                                     # a look at the new samples, in train mode
+    return {"loss": loss.detach(), "grad_norm": norm.detach()}""",
+             "G ran more or fewer than one forward pass"),
+        ],
+        "train_gan": [
+            ("""def train_gan(steps, *, seed=0, lr=1e-3, batch_size=64):
+    torch.manual_seed(seed)
+    pair = models.small_dcgan().to(device)
+    G, D = pair.generator, pair.discriminator
+    opt_G, opt_D = adam(G, lr), adam(D, lr)
+    codes = torch.Generator(device=device).manual_seed(seed)
+
+    def step(batch, p):
+        real = batch
+        d = d_step(G, D, opt_D, real, models.latent(len(real), 32, generator=codes, device=device))
+        g = g_step(G, D, opt_G, models.latent(len(real), 32, generator=codes, device=device))
+        return {"loss_d": d["loss"], "loss_g": g["loss"]}
+
+    fit(step, Batches(train_x, batch_size=batch_size, seed=seed, drop_last=True), steps=steps)
+    return state_of(G)""", "Batches(train_x) yields 1-tuples"),
+            ("""def train_gan(steps, *, seed=0, lr=1e-3, batch_size=64):
+    torch.manual_seed(seed)
+    pair = models.small_dcgan().to(device)
+    G, D = pair.generator, pair.discriminator
+    opt_G, opt_D = adam(G, lr), adam(D, lr)
+    codes = torch.Generator(device=device).manual_seed(seed)
+
+    def step(batch, p):
+        real = batch[0]
+        g = g_step(G, D, opt_G, models.latent(len(real), 32, generator=codes, device=device))
+        d = d_step(G, D, opt_D, real, models.latent(len(real), 32, generator=codes, device=device))
+        return {"loss_d": d["loss"], "loss_g": g["loss"]}
+
+    fit(step, Batches(train_x, batch_size=batch_size, seed=seed, drop_last=True), steps=steps)
+    return state_of(G)""", "must call d_step, then g_step"),
+            ("""def train_gan(steps, *, seed=0, lr=1e-3, batch_size=64):
+    torch.manual_seed(seed)
+    pair = models.small_dcgan().to(device)
+    G, D = pair.generator, pair.discriminator
+    opt_G, opt_D = adam(G, lr), adam(D, lr)
+    codes = torch.Generator(device=device).manual_seed(seed)
+    state = state_of(G)
+
+    def step(batch, p):
+        real = batch[0]
+        d = d_step(G, D, opt_D, real, models.latent(len(real), 32, generator=codes, device=device))
+        g = g_step(G, D, opt_G, models.latent(len(real), 32, generator=codes, device=device))
+        return {"loss_d": d["loss"], "loss_g": g["loss"]}
+
+    fit(step, Batches(train_x, batch_size=batch_size, seed=seed, drop_last=True), steps=steps)
+    return state""", "the state before training"),
+        ],
+    },
     "07_evaluating_robustness_lab": {
         "apgd_checkpoints": [
             ("""def apgd_checkpoints(steps):
