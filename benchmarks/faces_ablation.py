@@ -4,19 +4,37 @@
 
 The cumulative ladder of the lecture adds one idea per rung, so what a rung "gains" depends on
 the order.  Here every variant is the full pipeline with exactly ONE idea taken out, run on the
-same pair sets (people the black box never saw) with the same generator seed; the table gives
-each variant's score and its paired difference to the full pipeline with a 95 % Student-t
-interval.  An idea helps, by this measurement, only where the interval lies above zero.
-``--save`` writes the rows as JSON (the lecture shows a committed copy).
+same pair sets (people the black box never saw); the table gives each variant's score and its
+paired difference to the full pipeline with a 95 % Student-t interval.  An idea helps, by this
+measurement, only where the interval lies above zero.
+
+The pair sets are run one at a time, each with a fresh generator (seed 0), so each pair set's
+scores do not depend on how many came before; ``--save`` writes the rows as JSON after every
+pair set (the lecture shows a committed copy), so a run stopped early leaves the sets it
+finished, and the file says how many.
 """
 
 from __future__ import annotations
 
 import time
 
+import numpy as np
 from _faces_setup import arguments, game, save
 
 from utils import faces
+
+
+def combine(per_pair: list[list[dict]]) -> list[dict]:
+    """One row per variant from :func:`faces.run_ladder`'s rows on single pair sets."""
+    rows = []
+    for k, first in enumerate(per_pair[0]):
+        mine = [rows_of_set[k] for rows_of_set in per_pair]
+        rows.append({"rung": first["rung"], "per_set": [r["per_set"][0] for r in mine],
+                     "score": float(np.mean([r["score"] for r in mine])),
+                     "valid": all(r["valid"] for r in mine),
+                     "min SSIM": min(r["min SSIM"] for r in mine),
+                     "queries per set": float(np.mean([r["queries per set"] for r in mine]))})
+    return rows
 
 
 def main() -> None:
@@ -24,20 +42,27 @@ def main() -> None:
     device, blackbox, students, pairs = game(args)
     print(f"{len(pairs)} pair sets (seed {args.seed}) on {device.type}")
     start = time.perf_counter()
-    rows = faces.run_ladder(blackbox, pairs, faces.ablation_rungs(students), device=device)
-    seconds = time.perf_counter() - start
-    table = faces.paired_differences(rows)
+    per_pair = []
+    for k, pair in enumerate(pairs):
+        per_pair.append(faces.run_ladder(blackbox, [pair], faces.ablation_rungs(students),
+                                         device=device, progress=False))
+        rows = combine(per_pair)
+        table = faces.paired_differences(rows)
+        for row, diff in zip(rows, table):
+            diff.update(score=row["score"], valid=row["valid"], queries=row["queries per set"],
+                        min_ssim=row["min SSIM"], per_set=row["per_set"])
+        print(f"pair set {k + 1}/{len(pairs)} done, {time.perf_counter() - start:.0f} s",
+              flush=True)
+        if k:
+            args.sets = k + 1
+            save(args, device, table)
     print(f"{'variant':44s} {'score':>7s} {'diff':>8s} {'95% interval':>19s} {'valid':>5s} "
           f"{'queries':>8s}")
-    for row, diff in zip(rows, table):
-        print(f"{row['rung']:44s} {row['score']:7.4f} {diff['difference']:+8.4f} "
-              f"[{diff['low']:+.4f}, {diff['high']:+.4f}] {str(row['valid']):>5s} "
-              f"{row['queries per set']:8.0f}")
-    print(f"{seconds:.0f} s in all")
-    for row, diff in zip(rows, table):
-        diff.update(valid=row["valid"], queries=row["queries per set"],
-                    min_ssim=row["min SSIM"], per_set=row["per_set"])
-    save(args, device, table)
+    for diff in table:
+        print(f"{diff['rung']:44s} {diff['score']:7.4f} {diff['difference']:+8.4f} "
+              f"[{diff['low']:+.4f}, {diff['high']:+.4f}] {str(diff['valid']):>5s} "
+              f"{diff['queries']:8.0f}")
+    print(f"{time.perf_counter() - start:.0f} s in all")
 
 
 if __name__ == "__main__":

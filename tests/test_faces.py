@@ -232,8 +232,16 @@ def test_paired_differences_give_intervals_on_the_same_pair_sets():
 
 def test_ablation_variants_each_drop_one_idea():
     names = [name for name, _ in faces.ablation_rungs([tiny_network(), tiny_network()])]
-    assert names[0] == "full pipeline" and len(names) == len(set(names)) == 8
+    assert names[0] == "full pipeline" and len(names) == len(set(names)) == 11
     assert all(name.startswith("- ") for name in names[1:])
+
+
+def test_best_is_the_tuned_attack_and_the_ladder_climbs_to_it():
+    assert faces.BEST == dict(faces.BEST_BEFORE_TUNING, smooth=5.0, steps=30, restart=3)
+    rungs = faces.ladder_rungs([tiny_network(), tiny_network()])
+    tuned, polished = rungs[-2][1], rungs[-1][1]
+    assert tuned.stages[0].plan == faces.plan(**faces.BEST)
+    assert polished.resume and polished.stages[0].plan == faces.plan(**faces.BEST)
 
 
 def test_distill_student_rejects_an_unknown_loss():

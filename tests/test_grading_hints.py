@@ -71,6 +71,63 @@ HINTS = {   # lab -> answer -> [(the answer's code, words its check must say)]
     return flat // C.shape[1], flat % C.shape[1]""", "return two Python ints"),
         ],
     },
+    "03_face_attack_competition_lab": {
+        "pair_score": [
+            ("""def pair_score(blackbox, adversarial, targets):
+    a = torch.from_numpy(blackbox.query(adversarial))
+    t = torch.from_numpy(blackbox.query(targets))
+    return float((a - t).norm(dim=1).mean())""", "only the 5 matched pairs"),
+            ("""def pair_score(blackbox, adversarial, targets):
+    a = torch.from_numpy(blackbox.query(adversarial))
+    t = torch.from_numpy(blackbox.query(targets))
+    return float((torch.cdist(a, t) ** 2).mean())""", "not its square"),
+            ("""def pair_score(blackbox, adversarial, targets):
+    a = torch.from_numpy(blackbox.query(faces.to_uint8(adversarial).float() / 255))
+    t = torch.from_numpy(blackbox.query(targets))
+    return float(torch.cdist(a, t).mean())""", "you rounded the images"),
+        ],
+        "attack": [
+            ("""def attack(blackbox, sources, targets):
+    target_desc = faces.query_tensor(blackbox, targets)
+    x = sources.clone()
+    for _ in range(4):
+        x_var = x.clone().requires_grad_(True)
+        (g,) = torch.autograd.grad(torch.cdist(students[0](x_var), target_desc).mean(), x_var)
+        x = (x - 8 / 255 * g.sign()).clamp(0, 1)
+    return faces.to_uint8(x).float() / 255""", "project each step back with faces.project_ssim"),
+            ("""def attack(blackbox, sources, targets):
+    target_desc = faces.query_tensor(blackbox, targets)
+    x0 = faces.to_uint8(sources).float() / 255
+    x = x0.clone()
+    for _ in range(4):
+        x_var = x.clone().requires_grad_(True)
+        (g,) = torch.autograd.grad(torch.cdist(students[0](x_var), target_desc).mean(), x_var)
+        x = faces.project_ssim((x + 2 / 255 * g.sign()).clamp(0, 1), x0)
+        x = faces.to_uint8(x).float() / 255
+    return x""", "farther from the targets than the untouched sources"),
+            ("""def attack(blackbox, sources, targets):
+    target_desc = faces.query_tensor(blackbox, targets)
+    x_var = sources.clone().requires_grad_(True)
+    loss = torch.cdist(faces.query_tensor(blackbox, x_var), target_desc).mean()
+    (g,) = torch.autograd.grad(loss, x_var)
+    return faces.project_ssim((sources - 2 / 255 * g.sign()).clamp(0, 1), sources)""",
+             "take the gradient through the students"),
+        ],
+        "closing_answer": [
+            ('closing_answer = "FGVM steps on a blurred gradient, projected on the SSIM rule."',
+             "40 words or more"),
+            ("""closing_answer = [
+    "My attack uses FGVM steps on the summed gradient of the three students and the L2 student.",
+    "The gradient is blurred over 5 pixels, so that SSIM hardly sees the change.",
+    "Every step is projected back onto the SSIM rule and kept only if the black box agrees.",
+]""", "join them into one string"),
+            ('''print("""My attack uses FGVM steps on the summed gradient of four
+students, blurred over five pixels so that SSIM hardly sees the change; every step is projected
+back onto the rule and kept only if the black box agrees, and a step size halved three times
+starts again. On the validation pair sets this beats the lecture's pipeline by a little.""")''',
+             "assign your text to the name closing_answer"),
+        ],
+    },
     "04_domain_adaptation_lab": {
         "grad_scale": [
             ("""class GradScale(torch.autograd.Function):

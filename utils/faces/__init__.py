@@ -26,9 +26,10 @@ One module per part of the game (each importable on its own; this package re-exp
 from utils.faces.blackbox import BlackBox, QueryBudgetExceeded, check_images, query_tensor
 from utils.faces.game import (DIM, N_PEOPLE, PAIR_SIZE, SIZE, SSIM_LIMIT, STUDENTS, TRAIN_PEOPLE,
                               UNSEEN_PEOPLE, PairSet, augment, faces_of, pair_sets)
-from utils.faces.ladder import (BASELINE, BEST, DE_POLISH, FGVM, AttackResult, GradientStage,
-                                Pipeline, PolishStage, ablation_rungs, attack, attack_stats,
-                                best_attack, cw_attack, de_polish, de_polish_stats,
+from utils.faces.ladder import (BASELINE, BEST, BEST_BEFORE_TUNING, DE_POLISH, FGVM,
+                                AttackResult, GradientStage, Pipeline, PolishStage,
+                                ablation_rungs, attack, attack_stats, best_attack, cw_attack,
+                                de_polish, de_polish_stats,
                                 gradient_pipeline, ladder_rungs, paired_differences,
                                 polished_pipeline, run_ladder)
 from utils.faces.recipes import (DISTILL_COPIES, descriptor_quality, distill_step,
