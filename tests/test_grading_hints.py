@@ -71,6 +71,219 @@ HINTS = {   # lab -> answer -> [(the answer's code, words its check must say)]
     return flat // C.shape[1], flat % C.shape[1]""", "return two Python ints"),
         ],
     },
+    "01_adversarial_examples_lab": {
+        "fgm_l2": [
+            ("""def fgm_l2(model, x, y, eps):
+    x_var = x.clone().requires_grad_(True)
+    (g,) = torch.autograd.grad(F.cross_entropy(model(x_var), y), x_var)
+    return (x + eps * g.sign()).clamp(0, 1).detach()""", "a sign step (FGSM, L-inf)"),
+            ("""def fgm_l2(model, x, y, eps):
+    x_var = x.clone().requires_grad_(True)
+    (g,) = torch.autograd.grad(F.cross_entropy(model(x_var), y), x_var)
+    return (x + eps * g / g.norm().clamp_min(1e-12)).clamp(0, 1).detach()""",
+             "the whole batch's gradient"),
+            ("""def fgm_l2(model, x, y, eps):
+    x_var = x.clone().requires_grad_(True)
+    (g,) = torch.autograd.grad(F.cross_entropy(model(x_var), y), x_var)
+    length = g.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
+    return (x - eps * g / length).clamp(0, 1).detach()""",
+             "the loss of the true labels went DOWN"),
+        ],
+        "pgd": [
+            ("""def pgd(model, x, y, eps, alpha, steps, random_start=True, generator=None):
+    x_adv = x.clone()
+    if random_start:
+        where = generator.device if generator is not None else x.device
+        noise = (2 * torch.rand(x.shape, generator=generator, device=where) - 1) * eps
+        x_adv = (x + noise.to(x.device)).clamp(0, 1)
+    for _ in range(steps):
+        x_var = x_adv.clone().requires_grad_(True)
+        (grad,) = torch.autograd.grad(F.cross_entropy(model(x_var), y), x_var)
+        step = (alpha * grad.sign()).clamp(-eps, eps)
+        x_adv = (x_adv + step).clamp(0, 1)
+    return x_adv.detach()""", "project the total change"),
+            ("""def pgd(model, x, y, eps, alpha, steps, random_start=True, generator=None):
+    x_adv = x.clone()
+    for _ in range(steps):
+        x_var = x_adv.clone().requires_grad_(True)
+        (grad,) = torch.autograd.grad(F.cross_entropy(model(x_var), y), x_var)
+        x_adv = x_adv + alpha * grad.sign()
+        x_adv = (x + (x_adv - x).clamp(-eps, eps)).clamp(0, 1)
+    return x_adv.detach()""", "the random start is missing"),
+            ("""def pgd(model, x, y, eps, alpha, steps, random_start=True, generator=None):
+    x_adv = x.clone()
+    if random_start:
+        where = generator.device if generator is not None else x.device
+        noise = (2 * torch.rand(x.shape, generator=generator, device=where) - 1) * eps
+        x_adv = (x + noise.to(x.device)).clamp(0, 1)
+    for _ in range(steps):
+        x_var = x_adv.clone().requires_grad_(True)
+        (grad,) = torch.autograd.grad(F.cross_entropy(model(x_var), y), x_var)
+        x_adv = x_adv - alpha * grad.sign()
+        x_adv = (x + (x_adv - x).clamp(-eps, eps)).clamp(0, 1)
+    return x_adv.detach()""", "untargeted PGD steps UP"),
+        ],
+        "pgd_targeted": [
+            ("""def pgd_targeted(model, x, target, eps, alpha, steps):
+    x_adv = x.clone()
+    for _ in range(steps):
+        x_var = x_adv.clone().requires_grad_(True)
+        (grad,) = torch.autograd.grad(F.cross_entropy(model(x_var), target), x_var)
+        x_adv = x_adv + alpha * grad.sign()
+        x_adv = (x + (x_adv - x).clamp(-eps, eps)).clamp(0, 1)
+    return x_adv.detach()""", "you stepped UP the target's loss"),
+            ("""def pgd_targeted(model, x, target, eps, alpha, steps):
+    x_adv = (x + (2 * torch.rand_like(x) - 1) * eps).clamp(0, 1)
+    for _ in range(steps):
+        x_var = x_adv.clone().requires_grad_(True)
+        (grad,) = torch.autograd.grad(F.cross_entropy(model(x_var), target), x_var)
+        x_adv = x_adv - alpha * grad.sign()
+        x_adv = (x + (x_adv - x).clamp(-eps, eps)).clamp(0, 1)
+    return x_adv.detach()""", "no random start"),
+            ("""def pgd_targeted(model, x, target, eps, alpha, steps):
+    x_adv = x.clone()
+    for _ in range(steps):
+        x_var = x_adv.clone().requires_grad_(True)
+        (grad,) = torch.autograd.grad(F.cross_entropy(model(x_var), target), x_var)
+        x_adv = (x_adv - alpha * grad.sign()).clamp(0, 1)
+    return x_adv.detach()""", "the change from the ORIGINAL x"),
+        ],
+        "accuracy_curve": [
+            ("""def accuracy_curve(model, x, y, attack, eps_values):
+    return [accuracy_on(model, x, y) for eps in eps_values]""",
+             "every eps gives the same accuracy"),
+            ("""def accuracy_curve(model, x, y, attack, eps_values):
+    return [1 - accuracy_on(model, attack(model, x, y, eps), y) for eps in eps_values]""",
+             "the error rate"),
+            ("""def accuracy_curve(model, x, y, attack, eps_values):
+    with torch.no_grad():
+        clean = model(x).argmax(1)
+    return [accuracy_on(model, attack(model, x, y, eps), clean) for eps in eps_values]""",
+             "not with the labels y"),
+        ],
+    },
+    "02_fooling_noise_captum_lab": {
+        "ig_multi_baseline": [
+            ("""def ig_multi_baseline(model, x, target, baselines, steps):
+    model.eval()
+    result = torch.zeros_like(x)
+    for reference in baselines:
+        start = reference.expand_as(x)
+        for j in range(1, steps + 1):
+            point = (start + (x - start) * (j / steps)).requires_grad_(True)
+            score = model(point).gather(1, target.view(-1, 1)).sum()
+            result += torch.autograd.grad(score, point)[0] / steps
+    return (result / len(baselines)).detach()""", "the factor (x - x'_k) is missing"),
+            ("""def ig_multi_baseline(model, x, target, baselines, steps):
+    model.eval()
+    result = torch.zeros_like(x)
+    for reference in baselines:
+        start = reference.expand_as(x)
+        summed = torch.zeros_like(x)
+        for j in range(steps):
+            point = (start + (x - start) * (j / steps)).requires_grad_(True)
+            score = model(point).gather(1, target.view(-1, 1)).sum()
+            summed += torch.autograd.grad(score, point)[0]
+        result += (x - start) * summed / steps
+    return (result / len(baselines)).detach()""", "off by one"),
+            ("""def ig_multi_baseline(model, x, target, baselines, steps):
+    model.eval()
+    start = baselines.mean(0, keepdim=True).expand_as(x)
+    summed = torch.zeros_like(x)
+    for j in range(1, steps + 1):
+        point = (start + (x - start) * (j / steps)).requires_grad_(True)
+        score = model(point).gather(1, target.view(-1, 1)).sum()
+        summed += torch.autograd.grad(score, point)[0]
+    return ((x - start) * summed / steps).detach()""", "averaged the K baselines into one image"),
+        ],
+        "occlusion_probability": [
+            ("""def occlusion_probability(model, x, target, window, stride, baseline):
+    model.eval()
+    (h, w), (sy, sx) = window, stride
+    acc, hits = torch.zeros_like(x), torch.zeros_like(x)
+    pick = target.view(-1, 1)
+    with torch.no_grad():
+        clean = model(x).gather(1, pick)[:, 0]
+        for top in range(0, 28 - h + 1, sy):
+            for left in range(0, 28 - w + 1, sx):
+                rows, cols = slice(top, top + h), slice(left, left + w)
+                hidden = x.clone()
+                hidden[..., rows, cols] = baseline[..., rows, cols]
+                drop = clean - model(hidden).gather(1, pick)[:, 0]
+                acc[..., rows, cols] += drop.view(-1, 1, 1, 1)
+                hits[..., rows, cols] += 1
+    return acc / hits""", "the drop of the LOGIT"),
+            ("""def occlusion_probability(model, x, target, window, stride, baseline):
+    model.eval()
+    (w, h), (sx, sy) = window, stride
+    acc, hits = torch.zeros_like(x), torch.zeros_like(x)
+    pick = target.view(-1, 1)
+    with torch.no_grad():
+        clean = F.softmax(model(x), dim=1).gather(1, pick)[:, 0]
+        for top in range(0, 28 - h + 1, sy):
+            for left in range(0, 28 - w + 1, sx):
+                rows, cols = slice(top, top + h), slice(left, left + w)
+                hidden = x.clone()
+                hidden[..., rows, cols] = baseline[..., rows, cols]
+                drop = clean - F.softmax(model(hidden), dim=1).gather(1, pick)[:, 0]
+                acc[..., rows, cols] += drop.view(-1, 1, 1, 1)
+                hits[..., rows, cols] += 1
+    return acc / hits""", "height and width are swapped"),
+            ("""def occlusion_probability(model, x, target, window, stride, baseline):
+    model.eval()
+    (h, w), (sy, sx) = window, stride
+    acc = torch.zeros_like(x)
+    pick = target.view(-1, 1)
+    with torch.no_grad():
+        clean = F.softmax(model(x), dim=1).gather(1, pick)[:, 0]
+        for top in range(0, 28 - h + 1, sy):
+            for left in range(0, 28 - w + 1, sx):
+                rows, cols = slice(top, top + h), slice(left, left + w)
+                hidden = x.clone()
+                hidden[..., rows, cols] = baseline[..., rows, cols]
+                drop = clean - F.softmax(model(hidden), dim=1).gather(1, pick)[:, 0]
+                acc[..., rows, cols] += drop.view(-1, 1, 1, 1)
+    return acc""", "the SUM of their drops"),
+        ],
+        "fooling_image": [
+            ("""def fooling_image(model, target_class, steps=150, lr=0.1, seed=0):
+    model.eval()
+    device = next(model.parameters()).device
+    image = data.to_tensor(data.noise_images(1, seed=seed), device=device).requires_grad_(True)
+    optimizer = torch.optim.Adam([image], lr=lr)
+    for _ in range(steps):
+        loss = F.log_softmax(model(image), dim=1)[0, target_class]
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        with torch.no_grad():
+            image.clamp_(0, 1)
+    return image.detach()""", "the target's probability FELL"),
+            ("""def fooling_image(model, target_class, steps=150, lr=0.1, seed=0):
+    model.eval()
+    device = next(model.parameters()).device
+    image = data.to_tensor(data.noise_images(1, seed=seed), device=device).requires_grad_(True)
+    optimizer = torch.optim.Adam([image], lr=lr)
+    for _ in range(steps):
+        loss = -F.log_softmax(model(image), dim=1)[0, target_class]
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return image.detach()""", "clamp it in place"),
+            ("""def fooling_image(model, target_class, steps=150, lr=0.1, seed=0):
+    model.eval()
+    device = next(model.parameters()).device
+    image = data.to_tensor(data.noise_images(1, seed=seed), device=device).requires_grad_(True)
+    optimizer = torch.optim.Adam([image], lr=lr)
+    for _ in range(steps):
+        loss = -F.log_softmax(model(image), dim=1)[0, target_class]
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        image = image.clamp(0, 1).detach().requires_grad_(True)
+    return image.detach()""", "the image stopped changing after the first step"),
+        ],
+    },
     "03_face_attack_competition_lab": {
         "pair_score": [
             ("""def pair_score(blackbox, adversarial, targets):
@@ -448,6 +661,125 @@ def lr_schedule(p, mu0):
 
     fit(step, Batches(train_x, batch_size=batch_size, seed=seed, drop_last=True), steps=steps)
     return state""", "the state before training"),
+        ],
+    },
+    "06_invertible_networks_lab": {
+        "affine_coupling": [
+            ("""def affine_coupling(F, G, x1, x2):
+    s1, t1 = F(x2)
+    y1 = x1 * torch.exp(s1) + t1
+    s2, t2 = G(y1)
+    y2 = x2 * torch.exp(s2) + t2
+    return y1, y2, s1.sum() + s2.sum()""", "and not over the batch"),
+            ("""def affine_coupling(F, G, x1, x2):
+    s1, t1 = F(x2)
+    y1 = x1 * torch.exp(s1) + t1
+    s2, t2 = G(y1)
+    y2 = x2 * torch.exp(s2) + t2
+    return y1, y2, s1.flatten(1).sum(1)""",
+             "the second step's log-scales (s2, from G) are missing"),
+            ("""def affine_coupling(F, G, x1, x2):
+    s1, t1 = F(x2)
+    y1 = x1 * torch.exp(s1) + t1
+    s2, t2 = G(x1)
+    y2 = x2 * torch.exp(s2) + t2
+    return y1, y2, s1.flatten(1).sum(1) + s2.flatten(1).sum(1)""", "yours used G(x1)"),
+        ],
+        "affine_coupling_inverse": [
+            ("""def affine_coupling_inverse(F, G, y1, y2):
+    s1, t1 = F(y2)
+    x1 = (y1 - t1) * torch.exp(-s1)
+    s2, t2 = G(x1)
+    x2 = (y2 - t2) * torch.exp(-s2)
+    return x1, x2""", "you called F on y2"),
+            ("""def affine_coupling_inverse(F, G, y1, y2):
+    s2, t2 = G(y1)
+    x2 = (y2 - t2) * torch.exp(s2)
+    s1, t1 = F(x2)
+    x1 = (y1 - t1) * torch.exp(s1)
+    return x1, x2""", "blocks that only scale are not undone"),
+            ("""def affine_coupling_inverse(F, G, y1, y2):
+    s2, t2 = G(y1)
+    x2 = y2 * torch.exp(-s2) - t2
+    s1, t1 = F(x2)
+    x1 = y1 * torch.exp(-s1) - t1
+    return x1, x2""", "undo the shift first"),
+        ],
+        "worst_reconstructions": [
+            ("""def worst_reconstructions(net, images, k=5, batch_size=1000):
+    was_training = net.training
+    net.eval()
+    with torch.no_grad():
+        per_image = []
+        for chunk in images.split(batch_size):
+            z = net.encode(chunk)
+            per_image.append((z.half().to(chunk.dtype) - z).flatten(1).norm(dim=1))
+        per_image = torch.cat(per_image)
+    net.train(was_training)
+    errors, indices = per_image.topk(k)
+    return indices, errors""", "rounding errors of the CODE"),
+            ("""def worst_reconstructions(net, images, k=5, batch_size=1000):
+    was_training = net.training
+    net.eval()
+    best_e, best_i = None, None
+    with torch.no_grad():
+        for chunk in images.split(batch_size):
+            back = net.inverse(net.encode(chunk).half().to(chunk.dtype))
+            e = (back - chunk).flatten(1).norm(dim=1)
+            top = e.topk(min(k, len(e)))
+            if best_e is None:
+                best_e, best_i = top.values, top.indices
+            else:
+                both_e = torch.cat([best_e, top.values]); both_i = torch.cat([best_i, top.indices])
+                keep = both_e.topk(k).indices
+                best_e, best_i = both_e[keep], both_i[keep]
+    net.train(was_training)
+    return best_i, best_e""", "every index is below batch_size"),
+            ("""def worst_reconstructions(net, images, k=5, batch_size=1000):
+    was_training = net.training
+    net.eval()
+    with torch.no_grad():
+        per_image = []
+        for chunk in images.split(batch_size):
+            back = net.inverse(net.encode(chunk).half().float())
+            per_image.append((back - chunk).flatten(1).norm(dim=1))
+        per_image = torch.cat(per_image)
+    net.train(was_training)
+    errors, indices = per_image.topk(k)
+    return indices, errors""", "convert the float16 code back to the IMAGES' dtype"),
+        ],
+        "box_metamers": [
+            ("""def box_metamers(net, images_a, images_b, rounds=2):
+    was_training = net.training
+    net.eval()
+    with torch.no_grad():
+        logits = net.split(net.encode(images_a))[0]
+        m = net.inverse(net.merge(logits, net.split(net.encode(images_b))[1]))
+        for _ in range(rounds):
+            m = net.inverse(net.merge(logits, net.split(net.encode(m.clamp(0, 1)))[1]))
+    net.train(was_training)
+    return m""", "after the last round too"),
+            ("""def box_metamers(net, images_a, images_b, rounds=2):
+    was_training = net.training
+    net.eval()
+    with torch.no_grad():
+        logits = net.split(net.encode(images_a))[0]
+        nuisance = net.split(net.encode(images_b))[1]
+        m = net.inverse(net.merge(logits, nuisance))
+        for _ in range(rounds):
+            m = net.inverse(net.merge(logits, nuisance)).clamp(0, 1)
+    net.train(was_training)
+    return m.clamp(0, 1)""", "3 rounds give the same images as 0 rounds"),
+            ("""def box_metamers(net, images_a, images_b, rounds=2):
+    was_training = net.training
+    net.eval()
+    with torch.no_grad():
+        logits = net.split(net.encode(images_b))[0]
+        m = net.inverse(net.merge(logits, net.split(net.encode(images_a))[1]))
+        for _ in range(rounds):
+            m = net.inverse(net.merge(logits, net.split(net.encode(m.clamp(0, 1)))[1]))
+    net.train(was_training)
+    return m.clamp(0, 1)""", "reads your metamers as B"),
         ],
     },
     "07_evaluating_robustness_lab": {
