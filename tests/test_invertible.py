@@ -338,7 +338,8 @@ def test_the_network_never_reaches_four(net):
             assert h.abs().max() < 4
 
 
-@pytest.mark.parametrize("name", ["invertible_fashion", "invertible_fashion_ice"])
+@pytest.mark.parametrize("name", ["invertible_fashion", "invertible_fashion_ice",
+                                  "invertible_fashion_ice_ml"])
 def test_zoo_checkpoints_are_small_and_invertible(name):
     from utils import zoo
 
