@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from utils.invertible import blocks, ice, metamers, network
+from utils.training import predict
 from utils.invertible.blocks import (
     AdditiveCoupling,
     SpaceToDepth,
@@ -197,6 +198,17 @@ def test_metamer_study_and_attack_run(net):
         metamers.metameric_attack(net, images[:4], targets[:3], images, labels)
 
 
+class _Constant(nn.Module):
+    """A 'judge' that always answers class ``c``."""
+
+    def __init__(self, c):
+        super().__init__()
+        self.c = c
+
+    def forward(self, x):
+        return torch.nn.functional.one_hot(torch.full((len(x),), self.c), 10).float()
+
+
 class _Agree(nn.Module):
     """A 'judge' that answers like the net (for a shape-only test)."""
 
@@ -220,11 +232,66 @@ def test_ice_step_moves_both_players(net):
                         torch.optim.SGD(nuisance.parameters(), lr=0.1), weight=1.0)
     x, y = torch.rand(8, 1, 28, 28), torch.arange(8) % 10
     metrics = step((x, y), 0.0)
-    assert set(metrics) == {"loss", "semantic_ce", "nuisance_ce", "nuisance_accuracy"}
+    assert set(metrics) == {"loss", "semantic_ce", "nuisance_ce", "nuisance_accuracy",
+                            "nuisance_nll"}
     assert any(not torch.equal(a, b) for a, b in zip(before_net, model.parameters()))
     assert any(not torch.equal(a, b) for a, b in zip(before_d, nuisance.parameters()))
     with pytest.raises(ValueError, match="weight"):
         ice.ice_step(model, nuisance, None, None, weight=-1)
+    with pytest.raises(ValueError, match="ml_weight"):
+        ice.ice_step(model, nuisance, None, None, ml_weight=float("nan"))
+
+
+def test_likelihood_term_is_half_the_mean_square_and_changes_the_step(net):
+    z = torch.tensor([[1.0, -2.0], [0.0, 3.0]])
+    assert ice.nuisance_nll(z).item() == pytest.approx(0.5 * (1 + 4 + 0 + 9) / 4)
+    x, y = torch.rand(8, 1, 28, 28), torch.arange(8) % 10
+    trained = []
+    for ml_weight in (0.0, 1.0):
+        torch.manual_seed(0)
+        model, nuisance = copy.deepcopy(net), ice.nuisance_classifier()
+        step = ice.ice_step(model, nuisance, torch.optim.SGD(model.parameters(), lr=0.1),
+                            torch.optim.SGD(nuisance.parameters(), lr=0.1), ml_weight=ml_weight)
+        metrics = step((x, y), 0.0)
+        trained.append(model)
+    assert metrics["nuisance_nll"] > 0
+    assert any(not torch.equal(a, b)
+               for a, b in zip(trained[0].parameters(), trained[1].parameters()))
+
+
+# --- controls: common pairs, size-matched noise, several judges ---------------------------------
+
+
+def test_size_matched_noise_has_the_size_of_each_change():
+    images, changes = torch.rand(5, 1, 28, 28), torch.randn(5, 1, 28, 28) * torch.arange(1, 6.)[
+        :, None, None, None]
+    noisy = metamers.size_matched_noise(images, changes, generator=torch.Generator().manual_seed(0))
+    assert torch.allclose((noisy - images).flatten(1).norm(dim=1), changes.flatten(1).norm(dim=1))
+    assert not torch.allclose(noisy - images, changes)
+    with pytest.raises(ValueError, match="same shape"):
+        metamers.size_matched_noise(images, changes[:3])
+
+
+def test_controlled_study_reads_every_judge_on_common_pairs(net):
+    images, labels = torch.rand(300, 1, 28, 28), torch.arange(300) % 10
+    judges = {"agree": _Agree(net), "constant": _Constant(3)}
+    a, b = metamers.common_pairs([net], images, labels, 20,
+                                 generator=torch.Generator().manual_seed(0))
+    assert len(a) == len(b) == 20 and bool((labels[a] != labels[b]).all())
+    assert bool((predict(net, images[a]) == labels[a]).all())
+    study = metamers.controlled_metamer_study(net, judges, images, labels, a, b,
+                                              generator=torch.Generator().manual_seed(1))
+    assert set(study.metamer) == set(study.noise) == set(judges)
+    for reading in (*study.metamer.values(), *study.noise.values()):
+        assert reading.says_a.successes + reading.says_b.successes + reading.neither.successes == 20
+    # the net's own reading of an exact metamer is A's class
+    assert study.metamer["agree"].says_a.value == study.net_says_a.value
+    constant = study.metamer["constant"]
+    expected_b = int((labels[b] == 3).sum())
+    assert constant.says_b.successes == expected_b
+    assert study.value_range[0] <= study.value_range[1] and study.median_l2 > 0
+    with pytest.raises(ValueError, match="judge"):
+        metamers.controlled_metamer_study(net, {}, images, labels, a, b)
 
 
 # --- device ------------------------------------------------------------------------------------
@@ -271,7 +338,8 @@ def test_the_network_never_reaches_four(net):
             assert h.abs().max() < 4
 
 
-@pytest.mark.parametrize("name", ["invertible_fashion", "invertible_fashion_ice"])
+@pytest.mark.parametrize("name", ["invertible_fashion", "invertible_fashion_ice",
+                                  "invertible_fashion_ice_ml"])
 def test_zoo_checkpoints_are_small_and_invertible(name):
     from utils import zoo
 

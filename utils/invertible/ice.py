@@ -13,8 +13,17 @@ from ``z_n`` and train the encoder against it:
 makes ``z_n`` useless to ``D``).  :func:`ice_step` is one alternating step of this game, for
 :func:`utils.training.fit`.  ``L_nCE`` has no lower bound (the encoder could make ``D``
 confidently wrong forever), so the encoder's term stops at chance level: ``D``'s
-cross-entropy is capped at ``log C``.  (The paper adds a third, maximum-likelihood term on
-``z_n``; the summary this lecture follows, and this module, leave it out.)
+cross-entropy is capped at ``log C``.
+
+The paper adds a third, optional term: maximum likelihood on the nuisance, so that ``z_n`` looks
+like a sample of a standard normal under the change of variables ``x -> z``:
+
+    L_MLn = -log N(z_n; 0, I) - log |det dz/dx|  =  ||z_n||^2 / 2 + const
+
+The log-determinant is a constant here: additive couplings and space-to-depth preserve volume,
+and the fixed normalisation and scaling contribute a constant.  :func:`ice_step` adds
+``ml_weight * L_MLn`` with ``L_MLn`` taken per nuisance dimension (``mean(z_n^2) / 2``), so the
+weight does not depend on the image size; ``ml_weight=0`` (the default) leaves it out.
 """
 
 from __future__ import annotations
@@ -32,18 +41,26 @@ def nuisance_classifier(nuisance: int = 774, num_classes: int = 10,
     return nn.Sequential(nn.Linear(nuisance, hidden), nn.ReLU(), nn.Linear(hidden, num_classes))
 
 
+def nuisance_nll(z_n: torch.Tensor) -> torch.Tensor:
+    """``L_MLn`` per nuisance dimension: ``mean(z_n^2) / 2``, the standard normal's negative
+    log-likelihood up to a constant (the log-determinant of a volume-preserving net is one)."""
+    return 0.5 * z_n.pow(2).mean()
+
+
 def ice_step(net, nuisance_net: nn.Module, net_optimiser, nuisance_optimiser, *,
-             weight: float = 1.0, net_scheduler=None):
+             weight: float = 1.0, net_scheduler=None, ml_weight: float = 0.0):
     """One step of the iCE game on a batch ``(x, y)``, for :func:`utils.training.fit`.
 
     1. ``D`` takes one optimiser step down its cross-entropy on the (detached) nuisance;
-    2. the encoder takes one step down ``CE(z_s, y) - weight * min(CE(D(z_n), y), log C)``.
+    2. the encoder takes one step down ``CE(z_s, y) - weight * min(CE(D(z_n), y), log C)``
+       ``+ ml_weight * nuisance_nll(z_n)``.
 
     Returns the metrics ``loss`` (the encoder's), ``semantic_ce``, ``nuisance_ce`` (D's, before
-    its step) and ``nuisance_accuracy`` (D's, on the batch).
+    its step), ``nuisance_accuracy`` (D's, on the batch) and ``nuisance_nll``.
     """
-    if weight < 0 or not math.isfinite(weight):
-        raise ValueError(f"weight must be a finite number >= 0, got {weight!r}")
+    for name, value in (("weight", weight), ("ml_weight", ml_weight)):
+        if value < 0 or not math.isfinite(value):
+            raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
     chance = math.log(net.num_classes)
 
     def step(batch, p):
@@ -60,7 +77,10 @@ def ice_step(net, nuisance_net: nn.Module, net_optimiser, nuisance_optimiser, *,
         # 2. the encoder's move: min over theta of L_sCE + L_nCE (D's loss capped at chance)
         semantic_ce = F.cross_entropy(z_s, y)
         against = F.cross_entropy(nuisance_net(z_n), y).clamp(max=chance)
+        nll = nuisance_nll(z_n)
         loss = semantic_ce - weight * against
+        if ml_weight:
+            loss = loss + ml_weight * nll
         net_optimiser.zero_grad(set_to_none=True)
         loss.backward()
         net_optimiser.step()
@@ -68,7 +88,8 @@ def ice_step(net, nuisance_net: nn.Module, net_optimiser, nuisance_optimiser, *,
             net_scheduler.step()
         return {"loss": loss.detach(), "semantic_ce": semantic_ce.detach(),
                 "nuisance_ce": nuisance_ce.detach(),
-                "nuisance_accuracy": (scores.argmax(1) == y).float().mean()}
+                "nuisance_accuracy": (scores.argmax(1) == y).float().mean(),
+                "nuisance_nll": nll.detach()}
 
     return step
 

@@ -14,7 +14,10 @@ looks like B: the network is *excessively invariant* to everything outside its 1
   an independent classifier says "B" or "A", with 95 % intervals and the chance baseline;
 - :func:`metameric_attack` -- the attack built on it: keep an image's nuisance, take the logits
   of an image of the target class, chosen among candidates so that the result stays closest to
-  the original.
+  the original;
+- :func:`common_pairs`, :func:`size_matched_noise`, :func:`controlled_metamer_study` -- the
+  controls: the same pairs for every net, any list of judges, and ``B + noise`` of the
+  metamer's size beside each metamer, each read as "A", "B" or neither.
 """
 
 from __future__ import annotations
@@ -185,3 +188,96 @@ def metameric_attack(net: InvertibleClassifier, images: torch.Tensor, targets: t
         best[better] = trial[better]
         best_score = torch.where(better, score, best_score)
     return best
+
+
+# --------------------------------------------------------------------------------------------
+# controls: several judges, the same pairs for every net, noise of the same size
+
+
+def common_pairs(models, images: torch.Tensor, labels: torch.Tensor, n: int, *,
+                 generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` index pairs ``(a, b)`` into ``images``, of different classes, among the images that
+    *every* model in ``models`` classifies correctly -- so that several nets can be compared on
+    the same pairs and "says A" / "says B" mean the same for every judge."""
+    models = list(models.values()) if isinstance(models, dict) else list(models)
+    if not models:
+        raise ValueError("common_pairs needs at least one model")
+    ok = torch.ones(len(images), dtype=torch.bool, device=images.device)
+    for model in models:
+        ok &= predict(model, images) == labels
+    pool = ok.nonzero().squeeze(1)
+    a, b = sample_pairs(labels[pool], n, generator=generator)
+    return pool[a.to(pool.device)], pool[b.to(pool.device)]
+
+
+def size_matched_noise(images: torch.Tensor, changes: torch.Tensor, *,
+                       generator: torch.Generator | None = None) -> torch.Tensor:
+    """``images + noise`` with Gaussian noise rescaled to the L2 norm of ``changes`` per image.
+
+    The control for any "image + change" experiment: if a judge reads ``images + noise`` the
+    way it reads ``images + changes``, the size of the change explains the reading, not its
+    direction.  Not clamped (neither are exact metamers).
+    """
+    if images.shape != changes.shape:
+        raise ValueError(f"images and changes must have the same shape, got "
+                         f"{tuple(images.shape)} and {tuple(changes.shape)}")
+    noise = torch.randn(images.shape, generator=generator).to(images.device)
+    size = changes.flatten(1).norm(dim=1) / noise.flatten(1).norm(dim=1)
+    return images + noise * size.view(-1, *([1] * (images.dim() - 1)))
+
+
+@dataclass
+class Reading:
+    """What one judge says about a batch of images made from pairs ``(A, B)``."""
+
+    says_a: Share
+    says_b: Share
+    neither: Share
+
+
+def read(judge: torch.nn.Module, images: torch.Tensor, class_a: torch.Tensor,
+         class_b: torch.Tensor) -> Reading:
+    """How often ``judge`` says A's class, B's class, or neither, on ``images``."""
+    said = predict(judge, images)
+    n = len(images)
+    says_a, says_b = int((said == class_a).sum()), int((said == class_b).sum())
+    return Reading(Share(says_a, n), Share(says_b, n), Share(n - says_a - says_b, n))
+
+
+@dataclass
+class ControlledStudy:
+    """:func:`controlled_metamer_study`'s measurements over ``n`` pairs (A logits, B nuisance)."""
+
+    n: int
+    net_says_a: Share                  # the invertible net reads A's class in the metamer
+    median_l2: float                   # median ||metamer - B||_2 (exact metamers, pixels)
+    value_range: tuple[float, float]   # min and max pixel of the exact metamers
+    metamer: dict[str, Reading]        # per judge, on the exact metamers
+    noise: dict[str, Reading]          # per judge, on B + noise of the metamer's size per pair
+
+
+def controlled_metamer_study(net: InvertibleClassifier, judges: dict[str, torch.nn.Module],
+                             images: torch.Tensor, labels: torch.Tensor, a: torch.Tensor,
+                             b: torch.Tensor, *, generator: torch.Generator | None = None
+                             ) -> ControlledStudy:
+    """Metamers ``f^{-1}(z_s(A), z_n(B))`` of the given pairs, read by every judge, beside the
+    size-matched noise control ``B + noise`` with ``||noise|| = ||metamer - B||`` per pair.
+
+    ``judges`` maps names to classifiers; the pairs ``(a, b)`` come from :func:`common_pairs`
+    (pass the same pairs for every net to compare nets).  Nothing is clamped.
+    """
+    if not judges:
+        raise ValueError("controlled_metamer_study needs at least one judge")
+    x_a, x_b = images[a], images[b]
+    y_a, y_b = labels[a], labels[b]
+    met = metamers(net, x_a, x_b)
+    noisy = size_matched_noise(x_b, met - x_b, generator=generator)
+    n = len(met)
+    return ControlledStudy(
+        n=n,
+        net_says_a=Share(int((predict(net, met) == y_a).sum()), n),
+        median_l2=(met - x_b).flatten(1).norm(dim=1).median().item(),
+        value_range=(met.min().item(), met.max().item()),
+        metamer={name: read(judge, met, y_a, y_b) for name, judge in judges.items()},
+        noise={name: read(judge, noisy, y_a, y_b) for name, judge in judges.items()},
+    )

@@ -1,4 +1,5 @@
-"""Zoo recipes of lecture 06: the invertible classifier with plain cross-entropy and with iCE.
+"""Zoo recipes of lecture 06: the invertible classifier with plain cross-entropy and with iCE
+(with or without the maximum-likelihood term on the nuisance).
 
 Both recipes train the same architecture on the same batches with the same optimiser and
 schedule; only the objective differs, so the lecture's before/after table compares one thing.
@@ -43,10 +44,13 @@ def train_cross_entropy(net: InvertibleClassifier, device: torch.device, *, epoc
 
 
 def train_ice(net: InvertibleClassifier, device: torch.device, *, epochs: int, lr: float,
-              weight: float = 1.0, nuisance_lr: float = 1e-3, batch_size: int = 128,
-              weight_decay: float = 1e-4, seed: int = 0) -> InvertibleClassifier:
+              weight: float = 1.0, ml_weight: float = 0.0, nuisance_lr: float = 1e-3,
+              batch_size: int = 128, weight_decay: float = 1e-4, seed: int = 0) -> InvertibleClassifier:
     """Independence cross-entropy: the same training plus a nuisance classifier played against
-    the encoder (:func:`utils.invertible.ice.ice_step`); the nuisance classifier is discarded."""
+    the encoder (:func:`utils.invertible.ice.ice_step`); the nuisance classifier is discarded.
+
+    ``weight`` multiplies the nuisance classifier's term, ``ml_weight`` the optional
+    maximum-likelihood term on the nuisance (:func:`utils.invertible.ice.nuisance_nll`)."""
     torch.manual_seed(seed)
     net.to(device)
     nuisance_net = nuisance_classifier(net.features - net.num_classes, net.num_classes).to(device)
@@ -56,10 +60,11 @@ def train_ice(net: InvertibleClassifier, device: torch.device, *, epochs: int, l
     nuisance_optimiser = make_optimiser(nuisance_net.parameters(), "adam", lr=nuisance_lr)
     scheduler = make_schedule(net_optimiser, "onecycle", epochs * len(data))
     history = fit(ice_step(net, nuisance_net, net_optimiser, nuisance_optimiser, weight=weight,
-                           net_scheduler=scheduler), data, epochs=epochs,
+                           net_scheduler=scheduler, ml_weight=ml_weight), data, epochs=epochs,
                   description="invertible, iCE")
     net.eval()
     print(f"  nuisance classifier during the last 100 steps: accuracy "
-          f"{history.last('nuisance_accuracy', 100):.3f}")
+          f"{history.last('nuisance_accuracy', 100):.3f}; nuisance NLL per dimension "
+          f"{history.last('nuisance_nll', 100):.3f}")
     _report(net, device)
     return net
