@@ -81,6 +81,19 @@ class PairedBatches:
             yield xs, ys, self._next_target()
 
 
+def inverted(images: torch.Tensor) -> torch.Tensor:
+    """``1 - images``: the same garments with their intensities reversed (light on dark becomes
+    dark on light), a *polarity* shift."""
+    return 1.0 - images
+
+
+def target_inverted(part: str = "train", *, device=None):
+    """Fashion-MNIST ``part`` ("train" or "test") with inverted intensities, as colour images:
+    lecture 04's polarity-shifted target, where DANN's alignment has little to work with."""
+    images, labels = source(part, device=device)
+    return inverted(images), labels
+
+
 def label_shifted(images: torch.Tensor, labels: torch.Tensor, keep: dict[int, float], *,
                   seed: int = 0):
     """A subset where class ``c`` keeps only the share ``keep[c]`` of its images (others: all).
