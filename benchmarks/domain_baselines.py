@@ -123,9 +123,9 @@ def main(argv: list[str] | None = None) -> int:
     options["steps"] = args.steps
     common = {"options": options, "device": args.device, "threads": args.threads,
               "finetune_steps": args.finetune_steps}
-    jobs = []
-    for kind in args.kinds:
-        for seed in args.seeds:
+    jobs = []                     # seed after seed, so that a cut-short run has every kind
+    for seed in args.seeds:
+        for kind in args.kinds:
             if kind == "finetune":
                 jobs += [{**common, "kind": kind, "seed": seed, "k": k} for k in KS]
             elif not (kind == "label_shift" and seed == 0):   # seed 0 is the zoo's checkpoint

@@ -4,8 +4,10 @@
 - target: Fashion-M (Fashion-MNIST blended with photographs, :func:`utils.data.fashion_m`).
   Its training images are split once: the first :data:`TARGET_TRAIN` are the *unlabelled*
   target data DANN adapts to (their labels are used by the oracle alone), the last
-  :data:`TARGET_VALIDATION` a held-out labelled validation set for choosing settings, so the
-  target *test* set is never looked at before the final measurement.
+  :data:`TARGET_VALIDATION` a held-out labelled validation set.  Lecture 04 chooses settings
+  without it (reverse validation reads source labels only) and shows it only to say which
+  choice target labels would have made; the target *test* set chooses nothing.
+- :func:`target_inverted`: a polarity-shifted target (inverted Fashion-MNIST), a DANN failure.
 """
 
 from __future__ import annotations

@@ -10,8 +10,8 @@ only in what they learn from:
 - oracle: labelled target images (what DANN would reach with the target labels it lacks).
 
 Each prints the accuracy on the source test set, on the held-out target validation set and on
-the target test set.  The settings in :mod:`utils.zoo_entries` were chosen on the target
-validation set (``benchmarks/domain_seeds.py --select``), never on the test set.
+the target test set.  Lecture 04 checks the settings in :mod:`utils.zoo_entries` without target
+labels, by reverse validation (``benchmarks/domain_selection.py``); the test set never chose them.
 """
 
 from __future__ import annotations
