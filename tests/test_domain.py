@@ -308,3 +308,41 @@ def test_run_in_order_is_repeatable_and_source_only_leaves_the_domain_head():
     net.load_state_dict(init)
     adam = run_in_order(net, xs, ys, xt, batch_size=4, lr=0.05, optimiser="adam")
     assert any(not torch.allclose(adam[k], states[0][k]) for k in adam if "weight" in k)
+
+
+def test_joint_training_without_reversal_flips_the_features_domain_gradient():
+    """reverse=False: the same losses, and the domain loss reaches G_f with the opposite sign."""
+    batch = _batch(n=4, m=4)
+    model = models.tiny_dann_net()
+    model.train()
+    first = next(model.features.parameters())
+    head = next(model.domain.parameters())
+    grads, losses = {}, {}
+    for reverse in (True, False):
+        loss, _ = dann_loss(model, batch, 0.7, reverse=reverse)
+        losses[reverse] = loss.detach()
+        grads[reverse] = torch.autograd.grad(loss, [first, head])
+    assert torch.equal(losses[True], losses[False])
+    assert torch.allclose(grads[True][1], grads[False][1]), "G_d learns the same either way"
+    model.zero_grad()
+    xs, ys, _ = batch
+    label_loss = torch.nn.functional.cross_entropy(model(torch.cat([xs, batch[2]]))[:4], ys)
+    (g_label,) = torch.autograd.grad(label_loss, first)
+    assert torch.allclose(grads[True][0] + grads[False][0], 2 * g_label, atol=1e-6)
+    assert not torch.allclose(grads[True][0], grads[False][0]), "the domain part changes sign"
+
+
+def test_inverted_target_and_fine_tuning_keep_what_they_should():
+    from utils.domain import recipes
+
+    images, labels = data.target_inverted("test")
+    source, source_labels = data.source("test")
+    assert torch.equal(labels, source_labels) and torch.allclose(images, 1 - source)
+    model = models.tiny_dann_net()
+    before = copy.deepcopy(model.state_dict())
+    recipes.train_supervised(model, "cpu", source[:32], source_labels[:32], steps=1, batch_size=16,
+                             fresh=False, lr=0.0, progress=False)
+    weights = [k for k in before if "running" not in k and "num_batches" not in k]
+    assert all(torch.equal(before[k], model.state_dict()[k]) for k in weights), (
+        "fresh=False with lr 0 keeps the given weights (no re-initialisation)"
+    )

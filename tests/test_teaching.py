@@ -42,6 +42,7 @@ TAUGHT = {   # lecture -> {teaching function: library call it is asserted equal 
     "04_domain_adaptation": {
         "GradReverse": "domain.grad_reverse",
         "taught_dann_step": "domain.dann_step",
+        "train_dann_taught": "recipes.train_dann",
     },
     "05_gans": {
         "d_step_taught": "steps.d_step",

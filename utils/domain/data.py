@@ -4,8 +4,10 @@
 - target: Fashion-M (Fashion-MNIST blended with photographs, :func:`utils.data.fashion_m`).
   Its training images are split once: the first :data:`TARGET_TRAIN` are the *unlabelled*
   target data DANN adapts to (their labels are used by the oracle alone), the last
-  :data:`TARGET_VALIDATION` a held-out labelled validation set for choosing settings, so the
-  target *test* set is never looked at before the final measurement.
+  :data:`TARGET_VALIDATION` a held-out labelled validation set.  Lecture 04 chooses settings
+  without it (reverse validation reads source labels only) and shows it only to say which
+  choice target labels would have made; the target *test* set chooses nothing.
+- :func:`target_inverted`: a polarity-shifted target (inverted Fashion-MNIST), a DANN failure.
 """
 
 from __future__ import annotations
@@ -79,6 +81,19 @@ class PairedBatches:
     def __iter__(self):
         for xs, ys in self.source:
             yield xs, ys, self._next_target()
+
+
+def inverted(images: torch.Tensor) -> torch.Tensor:
+    """``1 - images``: the same garments with their intensities reversed (light on dark becomes
+    dark on light), a *polarity* shift."""
+    return 1.0 - images
+
+
+def target_inverted(part: str = "train", *, device=None):
+    """Fashion-MNIST ``part`` ("train" or "test") with inverted intensities, as colour images:
+    lecture 04's polarity-shifted target, where DANN's alignment has little to work with."""
+    images, labels = source(part, device=device)
+    return inverted(images), labels
 
 
 def label_shifted(images: torch.Tensor, labels: torch.Tensor, keep: dict[int, float], *,

@@ -10,8 +10,8 @@ only in what they learn from:
 - oracle: labelled target images (what DANN would reach with the target labels it lacks).
 
 Each prints the accuracy on the source test set, on the held-out target validation set and on
-the target test set.  The settings in :mod:`utils.zoo_entries` were chosen on the target
-validation set (``benchmarks/domain_seeds.py --select``), never on the test set.
+the target test set.  Lecture 04 checks the settings in :mod:`utils.zoo_entries` without target
+labels, by reverse validation (``benchmarks/domain_selection.py``); the test set never chose them.
 """
 
 from __future__ import annotations
@@ -57,10 +57,15 @@ def _optimiser(model, steps, *, optimiser, lr, weight_decay):
 def train_supervised(model: nn.Module, device, images: torch.Tensor, labels: torch.Tensor, *,
                      steps: int, batch_size: int = 64, optimiser: str = "adam",
                      lr: float = 1e-3, weight_decay: float = 5e-4, seed: int = 0,
-                     description: str = "supervised",
+                     description: str = "supervised", fresh: bool = True,
                      progress: bool = True) -> History:
-    """Cross-entropy on labelled images with the same optimiser and annealing as DANN."""
-    reinitialise(model.to(device), seed)
+    """Cross-entropy on labelled images with the same optimiser and annealing as DANN.
+
+    ``fresh=False`` keeps the model's weights (fine-tuning) instead of drawing them from ``seed``;
+    the batches are drawn from ``seed`` either way."""
+    model.to(device)
+    if fresh:
+        reinitialise(model, seed)
     optimiser, scheduler = _optimiser(model, steps, optimiser=optimiser, lr=lr,
                                       weight_decay=weight_decay)
 
@@ -85,9 +90,11 @@ def train_supervised(model: nn.Module, device, images: torch.Tensor, labels: tor
 def train_dann(model: nn.Module, device, *, steps: int, batch_size: int = 64,
                optimiser: str = "adam", lr: float = 1e-3, weight_decay: float = 5e-4,
                lambda_max: float = 1.0, gamma: float = 10.0,
-               seed: int = 0, target_x: torch.Tensor | None = None,
+               seed: int = 0, target_x: torch.Tensor | None = None, reverse: bool = True,
                progress: bool = True) -> History:
-    """DANN from scratch: balanced batches of labelled source and unlabelled target images."""
+    """DANN from scratch: balanced batches of labelled source and unlabelled target images
+    (``target_x``: another unlabelled target than Fashion-M's train part; ``reverse=False``:
+    joint training without reversal, the naive baseline)."""
     reinitialise(model.to(device), seed)
     optimiser, scheduler = _optimiser(model, steps, optimiser=optimiser, lr=lr,
                                       weight_decay=weight_decay)
@@ -95,7 +102,8 @@ def train_dann(model: nn.Module, device, *, steps: int, batch_size: int = 64,
     xt = data.target("train", device=device)[0] if target_x is None else target_x
     batches = data.PairedBatches(xs, ys, xt, batch_size=batch_size, seed=seed, device=device)
     schedule = functools.partial(dann_lambda, gamma=gamma, lambda_max=lambda_max)
-    history = fit(make_dann_step(model, optimiser, lambda_schedule=schedule, scheduler=scheduler),
+    history = fit(make_dann_step(model, optimiser, lambda_schedule=schedule, scheduler=scheduler,
+                                 reverse=reverse),
                   batches, steps=steps, description="DANN", progress=progress)
     model.eval()
     return history

@@ -19,7 +19,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from utils.domain.grl import check_lambda, grad_reverse
+from utils.domain.grl import check_lambda, grad_reverse, scale_gradient
 from utils.domain.schedules import dann_lambda
 
 
@@ -41,7 +41,8 @@ def check_batch(batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     return xs, ys, xt
 
 
-def dann_loss(model, batch, lambda_, *, domain_weights=None) -> tuple[torch.Tensor, dict]:
+def dann_loss(model, batch, lambda_, *, domain_weights=None,
+              reverse: bool = True) -> tuple[torch.Tensor, dict]:
     """The DANN objective on one batch (label loss + domain loss through the GRL) and metrics.
 
     ``model`` has ``features``, ``classifier`` and ``domain`` (a :class:`~utils.domain.models.DANNNet`).
@@ -49,12 +50,16 @@ def dann_loss(model, batch, lambda_, *, domain_weights=None) -> tuple[torch.Tens
     images), or, with ``domain_weights=(w_s, w_t)``, ``w_s`` times the mean over the source
     images plus ``w_t`` times the mean over the target images (``(0.5, 0.5)``: each domain
     counts the same, whatever ``n : m``).
+
+    ``reverse=False`` is *joint training without reversal*, the naive baseline: the domain
+    gradient reaches G_f multiplied by ``+lambda_``, so the features help the domain classifier.
     """
     xs, ys, xt = check_batch(batch)
     check_lambda(lambda_)
     features = model.features(torch.cat([xs, xt]))
     class_logits = model.classifier(features[:len(xs)])
-    domain_logits = model.domain(grad_reverse(features, lambda_)).squeeze(1)
+    routed = grad_reverse(features, lambda_) if reverse else scale_gradient(features, 1.0, lambda_)
+    domain_logits = model.domain(routed).squeeze(1)
     is_target = torch.cat([torch.zeros(len(xs), device=xs.device),
                            torch.ones(len(xt), device=xs.device)])
     label_loss = F.cross_entropy(class_logits, ys)
@@ -74,10 +79,12 @@ def dann_loss(model, batch, lambda_, *, domain_weights=None) -> tuple[torch.Tens
     return label_loss + domain_loss, metrics
 
 
-def dann_step(model, optimiser, batch, lambda_, *, domain_weights=None) -> dict:
+def dann_step(model, optimiser, batch, lambda_, *, domain_weights=None,
+              reverse: bool = True) -> dict:
     """One training step on ``batch = (source_x, source_y, target_x)``; returns its metrics."""
     model.train()
-    loss, metrics = dann_loss(model, batch, lambda_, domain_weights=domain_weights)
+    loss, metrics = dann_loss(model, batch, lambda_, domain_weights=domain_weights,
+                              reverse=reverse)
     optimiser.zero_grad(set_to_none=True)
     loss.backward()
     optimiser.step()
@@ -85,12 +92,13 @@ def dann_step(model, optimiser, batch, lambda_, *, domain_weights=None) -> dict:
 
 
 def make_dann_step(model, optimiser, *, lambda_schedule: Callable[[float], float] = dann_lambda,
-                   scheduler=None):
+                   scheduler=None, reverse: bool = True):
     """A ``step(batch, p)`` for :func:`utils.training.fit`: λ follows ``lambda_schedule(p)``,
-    and ``scheduler`` (e.g. the paper's learning-rate annealing) steps after every batch."""
+    and ``scheduler`` (e.g. the paper's learning-rate annealing) steps after every batch
+    (``reverse=False``: joint training without reversal, see :func:`dann_loss`)."""
 
     def step(batch, p):
-        metrics = dann_step(model, optimiser, batch, lambda_schedule(p))
+        metrics = dann_step(model, optimiser, batch, lambda_schedule(p), reverse=reverse)
         if scheduler is not None:
             scheduler.step()
         return metrics
