@@ -15,9 +15,9 @@ Seed 0's runs also keep every per-step metric of both players and 6 fixed-code s
 checkpoint: the lecture's loss curves and samples over training come from them.
 Writes ``benchmarks/results/gans_minimax_grid.json`` (rewritten as runs finish, ``"complete"``
 at the end), which the lecture loads and asserts on; the lecture uses the cells whose runs are
-all in the file and says which are missing.  The committed file was stopped after the two
-head-start cells (12 runs; the shared 2-core machine gave each run ~7 minutes of wall time);
-``--cells adam:0 sgd:0`` runs the other two.  24 runs of ~25 s of CPU each.
+all in the file and says which are missing.  The committed file was made in two parts: the
+head-start cells (a full run stopped after them; the shared 2-core machine then gave each run ~7
+minutes of wall time), then ``--cells adam:0 sgd:0``, which added the other two.  24 runs of ~25 s of CPU each.
 """
 
 from __future__ import annotations
