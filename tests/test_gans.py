@@ -284,8 +284,57 @@ def test_sharpness_falls_with_blur():
     assert metrics.sharpness_report(images, images)["laplacian_ratio"] == pytest.approx(1.0)
 
 
+def test_precision_recall_tell_copies_from_a_spread_out_sample():
+    g = torch.Generator().manual_seed(0)
+    real = torch.randn(300, 5, generator=g, dtype=torch.float64)
+    same = torch.randn(300, 5, generator=g, dtype=torch.float64)
+    copies = real[:3].repeat(100, 1)                       # three real points, over and over
+    shifted = same + 6.0                                   # far from every real point
+    fair = metrics.precision_recall(real, same)
+    assert fair["precision"] > 0.8 and fair["recall"] > 0.8
+    copied = metrics.precision_recall(real, copies)
+    assert copied["precision"] == 1.0 and copied["recall"] < 0.05
+    assert metrics.precision_recall(real, shifted) == {"precision": 0.0, "recall": 0.0}
+    radii = metrics.knn_radii(real, 1)
+    nearest = torch.cdist(real, real).fill_diagonal_(float("inf")).min(1).values
+    assert torch.allclose(radii, nearest)
+    with pytest.raises(ValueError, match="k must be"):
+        metrics.knn_radii(real, 300)
+
+
+def test_total_variation_and_paired_fid_bootstrap():
+    a, b = torch.tensor([0.5, 0.5, 0.0]), torch.tensor([0.0, 0.5, 0.5])
+    assert metrics.total_variation(a, b) == pytest.approx(0.5)
+    assert metrics.total_variation(a, a) == 0.0
+    with pytest.raises(ValueError, match="share vectors"):
+        metrics.total_variation(a, torch.ones(2))
+    g = torch.Generator().manual_seed(1)
+    reference = torch.randn(400, 3, generator=g, dtype=torch.float64)
+    close = torch.randn(400, 3, generator=g, dtype=torch.float64)
+    far = close + 1.0
+    diffs = metrics.fid_difference_bootstrap(reference, far, close, resamples=20)
+    assert diffs.shape == (20,) and (diffs > 0).all()       # y = close is nearer: positive
+    with pytest.raises(ValueError, match="paired"):
+        metrics.fid_difference_bootstrap(reference, far, close[:10])
+
+
 # --------------------------------------------------------------------------------------------
 # pix2pix
+
+
+def test_unsharp_mask_sharpens_and_its_amount_hits_a_target():
+    images = pix2pix.blur(torch.rand(6, 1, 28, 28, generator=torch.Generator().manual_seed(2)))
+    assert torch.equal(pix2pix.unsharp_mask(images, 0.0), images.clamp(0, 1))
+    sharper = pix2pix.unsharp_mask(images, 2.0)
+    assert sharper.min() >= 0 and sharper.max() <= 1
+    assert metrics.laplacian_variance(sharper).mean() > metrics.laplacian_variance(images).mean()
+    target = 3 * metrics.laplacian_variance(images).mean().item()
+    amount = pix2pix.unsharp_amount_for(images, target)
+    reached = metrics.laplacian_variance(pix2pix.unsharp_mask(images, amount)).mean().item()
+    assert 0 < amount < 64 and reached == pytest.approx(target, rel=1e-3)
+    assert pix2pix.unsharp_amount_for(images, 0.0) == 0.0
+    with pytest.raises(ValueError, match="amount"):
+        pix2pix.unsharp_mask(images, -1.0)
 
 
 def test_blur_keeps_constants_and_checks_sigma():
@@ -342,3 +391,35 @@ def test_steps_keep_everything_on_the_gpu(tiny_gan):
     feats = torch.randn(20, 3, device="cuda")
     assert metrics.frechet_distance(feats, feats + 1).device.type == "cuda"
     assert pix2pix.blur(images).device.type == "cuda"
+
+
+# --------------------------------------------------------------------------------------------
+# recorded runs (the benchmarks' short training runs)
+
+
+def test_recorded_run_keeps_curves_fid_coverage_and_samples():
+    from utils.gans import runs
+
+    g = torch.Generator().manual_seed(3)
+    images = torch.rand(64, 1, 28, 28, generator=g)
+    torch.manual_seed(0)
+    classifier = nn.Sequential(nn.Flatten(), nn.Linear(784, 6), nn.ReLU(), nn.Linear(6, 10))
+    reference = metrics.features(classifier, torch.rand(20, 1, 28, 28, generator=g))
+
+    def tiny():
+        return models.DCGAN(latent_dim=4, g_width=4, d_width=4)
+
+    options = dict(optimiser="sgd", lr=0.01, head_start=2, steps=5, batch_size=16, eval_every=2,
+                   n_grid=3, build=tiny)
+    record = runs.recorded_run(images, classifier, reference, **options)
+    assert record["eval_steps"] == [0, 2, 4, 5] and len(record["fid"]) == 4
+    assert set(record["history"]) == {"loss_d", "d_real", "d_fake", "loss_g", "d_fake_g"}
+    assert all(len(v) == 5 for v in record["history"].values())
+    assert all(len(c) == 10 and abs(sum(c) - 1) < 1e-6 for c in record["coverage"])
+    assert 0 <= record["head_start_d_fake"] <= 1
+    grid = runs.decode_images(record["grids"][-1])
+    assert grid.shape == (3, 1, 28, 28) and grid.min() >= 0 and grid.max() <= 1
+    again = runs.recorded_run(images, classifier, reference, **options)
+    assert again["fid"] == record["fid"], "a recorded run is repeatable"
+    with pytest.raises(ValueError, match="optimiser"):
+        runs.player_optimiser(tiny(), "rmsprop", 1e-3)

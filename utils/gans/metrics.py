@@ -16,9 +16,24 @@ The matrix square root is taken stably: with S_a = U diag(l) U^T (``eigh``, eige
 the sum of the square roots of its eigenvalues -- no complex numbers, no ``scipy.linalg.sqrtm``
 round-off, everything in float64 on the features' device.
 
-**Class coverage** -- the share of samples the classifier puts in each class -- shows mode
-collapse, which a single distance can hide.  **Sharpness** (variance of the Laplacian, energy of
-the image gradient) tells blurry images from sharp ones for the pix2pix comparison.
+**What the FID does not see.**  Two Gaussians are compared, so two quite different failures can
+score alike: a generator that copies ten training images over and over has a real-looking mean
+and a tolerable covariance.  And the value depends on the feature network: a difference measured
+in one network's features may flip sign in another's.  Hence two more measures, and the rule to
+call a difference only where independent measures agree:
+
+- **precision and recall** on the k-nearest-neighbour manifolds of the two feature sets
+  (Kynkäänniemi et al., 2019): precision is the share of samples that fall inside the real
+  images' manifold (each real feature's ball reaching its k-th nearest real neighbour), recall the
+  share of real images inside the samples' manifold.  Copies of a few images have high precision
+  and almost no recall;
+- **class coverage** -- the share of samples the classifier puts in each class -- shows mode
+  collapse directly.  Its total variation from the real shares is read against the real-vs-real
+  floor: two real samples of the same size differ too.
+
+**Sharpness** (variance of the Laplacian, energy of the image gradient) tells blurry images from
+sharp ones for the pix2pix comparison; a hand-made unsharp mask can raise it as well, so it is
+never read alone.
 """
 
 from __future__ import annotations
@@ -34,7 +49,7 @@ def penultimate(classifier: nn.Module) -> nn.Module:
     """The classifier without its last linear layer: images -> features (``nn.Sequential`` only)."""
     if not isinstance(classifier, nn.Sequential) or not isinstance(classifier[-1], nn.Linear):
         raise ValueError("classifier FID needs an nn.Sequential classifier whose last layer is "
-                         f"nn.Linear (like the zoo's fashion_cnn), got {type(classifier).__name__}")
+                         f"nn.Linear (like the zoo's fashion_lenet), got {type(classifier).__name__}")
     return classifier[:-1]
 
 
@@ -98,6 +113,56 @@ def classifier_fid(classifier: nn.Module, images: torch.Tensor, reference) -> fl
 
 
 @torch.no_grad()
+def knn_radii(feats: torch.Tensor, k: int = 3, *, chunk: int = 1000) -> torch.Tensor:
+    """Distance of each feature vector to its ``k``-th nearest neighbour in the same set ``(N,)``
+    (itself excluded): the radius of its ball in the k-NN manifold estimate."""
+    if not isinstance(k, int) or not 1 <= k < len(feats):
+        raise ValueError(f"k must be an int in [1, {len(feats) - 1}], got {k!r}")
+    x = feats.double()
+    return torch.cat([torch.cdist(x[i:i + chunk], x).topk(k + 1, largest=False).values[:, k]
+                      for i in range(0, len(x), chunk)])
+
+
+def in_manifold(queries: torch.Tensor, support: torch.Tensor, radii: torch.Tensor, *,
+                chunk: int = 1000) -> torch.Tensor:
+    """For each query, whether it lies in some support point's ball (``radii``): ``(N_q,)`` bool."""
+    q, s = queries.double(), support.double()
+    return torch.cat([(torch.cdist(q[i:i + chunk], s) <= radii.double()).any(1)
+                      for i in range(0, len(q), chunk)])
+
+
+def precision_recall(real_feats: torch.Tensor, fake_feats: torch.Tensor, *, k: int = 3) -> dict:
+    """Improved precision and recall (Kynkäänniemi et al., 2019) of samples against real images,
+    from their features: ``{"precision", "recall"}`` in [0, 1].
+
+    precision: share of samples inside the real k-NN manifold (fidelity); recall: share of real
+    images inside the samples' k-NN manifold (diversity).  Compare at equal set sizes and ``k``.
+    """
+    _moments(real_feats), _moments(fake_feats)               # shape checks
+    precision = in_manifold(fake_feats, real_feats, knn_radii(real_feats, k)).double().mean()
+    recall = in_manifold(real_feats, fake_feats, knn_radii(fake_feats, k)).double().mean()
+    return {"precision": precision.item(), "recall": recall.item()}
+
+
+def fid_difference_bootstrap(reference: torch.Tensor, feats_x: torch.Tensor,
+                             feats_y: torch.Tensor, *, resamples: int = 50,
+                             seed: int = 0) -> torch.Tensor:
+    """FD(reference, x) - FD(reference, y) on ``resamples`` bootstrap resamples of the paired rows
+    of ``feats_x`` and ``feats_y`` (the same rows for both: x and y are outputs for the same
+    inputs): ``(resamples,)``, positive where y is closer to the reference."""
+    if feats_x.shape != feats_y.shape:
+        raise ValueError(f"paired features must have one shape, got {tuple(feats_x.shape)} and "
+                         f"{tuple(feats_y.shape)}")
+    picks = torch.Generator().manual_seed(seed)
+    out = []
+    for _ in range(resamples):
+        idx = torch.randint(len(feats_x), (len(feats_x),), generator=picks).to(feats_x.device)
+        out.append(frechet_distance(reference, feats_x[idx]) - frechet_distance(reference,
+                                                                                feats_y[idx]))
+    return torch.stack(out).cpu()
+
+
+@torch.no_grad()
 def class_coverage(classifier: nn.Module, images: torch.Tensor, *, num_classes: int = 10,
                    batch_size: int = 1000) -> torch.Tensor:
     """Share of ``images`` the classifier assigns to each class: ``(num_classes,)``, sums to 1."""
@@ -106,6 +171,15 @@ def class_coverage(classifier: nn.Module, images: torch.Tensor, *, num_classes: 
         predicted = torch.cat([classifier(images[i:i + batch_size]).argmax(1)
                                for i in range(0, len(images), batch_size)])
     return torch.bincount(predicted, minlength=num_classes).float() / len(images)
+
+
+def total_variation(shares_a: torch.Tensor, shares_b: torch.Tensor) -> float:
+    """Total variation distance between two class-share vectors: half the L1 distance, in [0, 1]
+    (the share of samples that would have to change class to turn one into the other)."""
+    if shares_a.shape != shares_b.shape or shares_a.dim() != 1:
+        raise ValueError(f"need two share vectors of one length, got {tuple(shares_a.shape)} and "
+                         f"{tuple(shares_b.shape)}")
+    return 0.5 * (shares_a.double() - shares_b.double()).abs().sum().item()
 
 
 _LAPLACIAN = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]])
@@ -186,6 +260,8 @@ def sharpness_report(restored: torch.Tensor, sharp: torch.Tensor) -> dict:
                                / gradient_energy(sharp).mean()).item()}
 
 
-__all__ = ["penultimate", "features", "frechet_distance", "classifier_fid", "class_coverage",
+__all__ = ["penultimate", "features", "frechet_distance", "classifier_fid", "knn_radii",
+           "in_manifold", "precision_recall", "fid_difference_bootstrap", "class_coverage",
+           "total_variation",
            "laplacian_variance", "gradient_energy", "FID_CLASSIFIER", "reference_halves",
            "evaluate_generator", "sharpness_report"]
