@@ -34,3 +34,18 @@ def save(args: argparse.Namespace, device, rows: list[dict]) -> None:
         args.save.write_text(json.dumps({"sets": args.sets, "seed": args.seed,
                                          "device": device.type, "rows": rows}, indent=1))
         print(f"saved {args.save}")
+
+
+def print_paired_table(rows: list[dict], table: list[dict], *, width: int = 44,
+                       extra: dict[str, str] | None = None) -> None:
+    """Print each variant's score and its paired difference to the first row (95 % interval),
+    then the ``extra`` columns: ``{header: key of the row}`` (default: queries per set)."""
+    extra = {"queries": "queries per set"} if extra is None else extra
+    print(f"{'variant':{width}s} {'score':>7s} {'diff':>8s} {'95% interval':>19s}"
+          + "".join(f" {header:>8s}" for header in extra))
+    for row, diff in zip(rows, table):
+        cells = [row[key] for key in extra.values()]
+        print(f"{row['rung']:{width}s} {row['score']:7.4f} {diff['difference']:+8.4f} "
+              f"[{diff['low']:+.4f}, {diff['high']:+.4f}]"
+              + "".join(f" {c:8.0f}" if isinstance(c, (int, float)) and not isinstance(c, bool)
+                        else f" {str(c):>8s}" for c in cells))

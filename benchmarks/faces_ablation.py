@@ -19,7 +19,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
-from _faces_setup import arguments, game, save
+from _faces_setup import arguments, game, print_paired_table, save
 
 from utils import faces
 
@@ -56,12 +56,7 @@ def main() -> None:
         if k:
             args.sets = k + 1
             save(args, device, table)
-    print(f"{'variant':44s} {'score':>7s} {'diff':>8s} {'95% interval':>19s} {'valid':>5s} "
-          f"{'queries':>8s}")
-    for diff in table:
-        print(f"{diff['rung']:44s} {diff['score']:7.4f} {diff['difference']:+8.4f} "
-              f"[{diff['low']:+.4f}, {diff['high']:+.4f}] {str(diff['valid']):>5s} "
-              f"{diff['queries']:8.0f}")
+    print_paired_table(rows, table, extra={"valid": "valid", "queries": "queries per set"})
     print(f"{time.perf_counter() - start:.0f} s in all")
 
 

@@ -18,7 +18,7 @@ import time
 
 import nbformat
 import torch
-from _faces_setup import arguments, game, save
+from _faces_setup import arguments, game, print_paired_table, save
 
 from utils import faces, labs, paths, zoo
 from utils.faces.ladder import AttackResult
@@ -63,11 +63,8 @@ def main() -> None:
     table = faces.paired_differences(rows)
     print(f"{len(pairs)} pair sets (seed {args.seed}) on {device.type}, "
           f"{time.perf_counter() - start:.0f} s")
-    print(f"{'variant':40s} {'score':>7s} {'vs lecture':>10s} {'95% interval':>19s} "
-          f"{'queries':>8s}")
+    print_paired_table(rows, table, width=40)           # diff: against the lecture's pipeline
     for row, diff in zip(rows, table):
-        print(f"{row['rung']:40s} {row['score']:7.4f} {diff['difference']:+10.4f} "
-              f"[{diff['low']:+.4f}, {diff['high']:+.4f}] {row['queries per set']:8.0f}")
         diff.update(valid=row["valid"], queries=row["queries per set"], per_set=row["per_set"])
     for k in range(1, len(rows) - 1):
         solution = faces.paired_differences([rows[k], rows[-1]])[1]

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 
-from _faces_setup import arguments, game, save
+from _faces_setup import arguments, game, print_paired_table, save
 
 from utils import faces
 
@@ -43,12 +43,9 @@ def main() -> None:
     table = faces.paired_differences(rows)
     print(f"{len(pairs)} pair sets (seed {args.seed}) on {device.type}, "
           f"{time.perf_counter() - start:.0f} s")
-    print(f"{'variant':52s} {'score':>7s} {'diff':>8s} {'95% interval':>19s} {'queries':>8s} "
-          f"{'refused':>8s}")
+    print_paired_table(rows, table, width=52,
+                       extra={"queries": "queries per set", "refused": "rejected steps"})
     for row, diff in zip(rows, table):
-        print(f"{row['rung']:52s} {row['score']:7.4f} {diff['difference']:+8.4f} "
-              f"[{diff['low']:+.4f}, {diff['high']:+.4f}] {row['queries per set']:8.0f} "
-              f"{row['rejected steps']:8d}")
         diff.update(valid=row["valid"], queries=row["queries per set"],
                     refused=row["rejected steps"], per_set=row["per_set"])
     save(args, device, table)
